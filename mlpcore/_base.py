@@ -1,0 +1,73 @@
+"""Names of the network's building blocks: activations, outputs and losses.
+
+The numeric codes come from the compiled engine (``mlpcore._engine``), so the Python layer
+and the kernels can never disagree about what a name means. This module only resolves and
+checks names; the maths lives in ``src/_activations.pxd`` and ``src/_losses.pxd``:
+
+=============  ===============================  =====================================
+name           g(z)                             g'(z) in terms of a = g(z)
+=============  ===============================  =====================================
+``identity``   z                                1
+``sigmoid``    1 / (1 + exp(-z))                a (1 - a)
+``tanh``       tanh(z)                          1 - a^2
+``relu``       max(z, 0)                        1 if a > 0 else 0
+``softmax``    exp(z_k) / sum_j exp(z_j)        (output layer only)
+=============  ===============================  =====================================
+
+Losses, per sample i, averaged over the samples (weighted by w_i when given):
+``mse`` l_i = 1/2 sum_k (a_ik - y_ik)^2 (the tutorial's J = 1/(2N) sum (a - Y)^2);
+``cross_entropy`` l_i = -sum_k y_ik log a_ik with softmax, and the binary form
+-sum_k [y_ik log a_ik + (1 - y_ik) log(1 - a_ik)] with sigmoid outputs.
+"""
+
+from mlpcore import _engine
+
+HIDDEN_ACTIVATIONS = dict(_engine.HIDDEN_ACTIVATIONS)
+OUTPUT_ACTIVATIONS = dict(_engine.OUTPUT_ACTIVATIONS)
+LOSSES = dict(_engine.LOSSES)
+
+# scikit-learn's names, accepted so its users can keep theirs.
+_ALIASES = {
+    "logistic": "sigmoid",
+    "linear": "identity",
+    "squared_error": "mse",
+    "log_loss": "cross_entropy",
+    "categorical_crossentropy": "cross_entropy",
+    "binary_crossentropy": "cross_entropy",
+}
+
+
+def resolve_name(value, valid, what):
+    """Return the canonical name for ``value`` among ``valid``.
+
+    Parameters
+    ----------
+    value : str
+        A name or one of its aliases (``"logistic"`` for ``"sigmoid"``, ...).
+    valid : iterable of str
+        The canonical names allowed here.
+    what : str
+        The argument's name, used in the error message.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a string.
+    ValueError
+        If ``value`` is not a valid name; the message lists the valid ones.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, got {type(value).__name__}")
+    name = _ALIASES.get(value.lower(), value.lower())
+    if name not in valid:
+        raise ValueError(f"unknown {what} {value!r}; valid values are {sorted(valid)}")
+    return name
+
+
+def check_output_loss(output, loss):
+    """Refuse the one meaningless pairing: cross-entropy needs probabilities to take logs of."""
+    if loss == "cross_entropy" and output == "identity":
+        raise ValueError(
+            "loss='cross_entropy' needs output='softmax' or output='sigmoid'; "
+            "use loss='mse' with output='identity'"
+        )

@@ -1,0 +1,149 @@
+"""Update rules: their settings and state, run by the compiled engine inside the epoch loop.
+
+Each optimizer holds its hyperparameters and its state arrays (velocities, Adam moments, the
+step count); the per-parameter arithmetic is compiled (``src/_updates.pxd``). The formulas
+are scikit-learn's (``sklearn/neural_network/_stochastic_optimizers.py``), so a step of
+either library from the same weights gives the same result:
+
+* ``SGD``:       theta <- theta - lr g
+* ``Momentum``:  v <- mu v - lr g;  theta <- theta + v
+* ``Nesterov``:  v <- mu v - lr g;  theta <- theta + mu v - lr g
+* ``Adam``:      m <- b1 m + (1 - b1) g;  s <- b2 s + (1 - b2) g^2;
+                 theta <- theta - lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(s) + eps)
+"""
+
+import numpy as np
+
+from mlpcore._validation import check_positive_float
+
+
+class Optimizer:
+    """Base class: a named update rule with a learning rate and optional state.
+
+    Parameters
+    ----------
+    learning_rate : float
+        Base step size lr (> 0).
+    """
+
+    rule = None
+    n_state = 0
+
+    def __init__(self, learning_rate=0.1):
+        self.learning_rate = check_positive_float(learning_rate, "learning_rate")
+        self.state = []
+        self.t = 0
+
+    def init_state(self, n_params, dtype):
+        """Allocate zeroed state arrays for a parameter vector of n_params entries."""
+        if len(self.state) != self.n_state or any(
+            s.shape != (n_params,) or s.dtype != dtype for s in self.state
+        ):
+            self.state = [np.zeros(n_params, dtype=dtype) for _ in range(self.n_state)]
+            self.t = 0
+
+    def engine_args(self, learning_rate):
+        """Keyword arguments for ``_engine.train_epoch`` at the given (scheduled) rate."""
+        state = self.state + [None] * (2 - len(self.state))
+        return dict(rule=self.rule, learning_rate=learning_rate, state1=state[0],
+                    state2=state[1], t=self.t, **self._constants())
+
+    def _constants(self):
+        return {}
+
+    def record_updates(self, n_updates):
+        """Advance the step count by the updates an epoch applied."""
+        self.t += int(n_updates)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def get_config(self):
+        """The settings (not the state) as a dict of plain values."""
+        return {"learning_rate": self.learning_rate}
+
+
+class SGD(Optimizer):
+    """Plain (stochastic) gradient descent, the tutorial's W <- W - alpha dJ/dW."""
+
+    rule = "sgd"
+
+
+class Momentum(Optimizer):
+    """Gradient descent with heavy-ball momentum.
+
+    Parameters
+    ----------
+    learning_rate : float
+    momentum : float in [0, 1)
+        mu in v <- mu v - lr g.
+    """
+
+    rule = "momentum"
+    n_state = 1
+
+    def __init__(self, learning_rate=0.1, momentum=0.9):
+        super().__init__(learning_rate)
+        momentum = float(momentum)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        self.momentum = momentum
+
+    def _constants(self):
+        return {"momentum": self.momentum}
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "momentum": self.momentum}
+
+
+class Nesterov(Momentum):
+    """Nesterov's accelerated gradient, in scikit-learn's form."""
+
+    rule = "nesterov"
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015) with bias correction folded into the step size.
+
+    Parameters
+    ----------
+    learning_rate : float
+    beta1, beta2 : float in [0, 1)
+        Decay rates of the first and second moment estimates.
+    epsilon : float
+        Added to sqrt(s) for numerical stability.
+    """
+
+    rule = "adam"
+    n_state = 2
+
+    def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8):
+        super().__init__(learning_rate)
+        for name, value in (("beta1", beta1), ("beta2", beta2)):
+            if not 0 <= float(value) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
+        self.beta1, self.beta2 = float(beta1), float(beta2)
+        self.epsilon = check_positive_float(epsilon, "epsilon")
+
+    def _constants(self):
+        return {"beta1": self.beta1, "beta2": self.beta2, "epsilon": self.epsilon}
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, **self._constants()}
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adam": Adam}
+
+
+def make_optimizer(optimizer, learning_rate=None):
+    """An Optimizer from a name (with ``learning_rate`` if given) or an Optimizer instance."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if not isinstance(optimizer, str):
+        raise TypeError(f"optimizer must be a name or an Optimizer, got {type(optimizer).__name__}")
+    name = optimizer.lower()
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; valid values are {sorted(OPTIMIZERS)}")
+    cls = OPTIMIZERS[name]
+    return cls() if learning_rate is None else cls(learning_rate=learning_rate)

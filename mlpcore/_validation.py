@@ -1,0 +1,143 @@
+"""Checks and conversions at the Python boundary, done once so the kernels need none.
+
+What is copied: X and Y are converted with :func:`numpy.ascontiguousarray` to the working
+dtype, which copies only when the input is not already a C-contiguous array of that dtype
+(lists, Fortran-ordered or strided views, other dtypes). A C-contiguous float64 array (or
+float32 when training in float32) is used as is, read-only and memory-mapped arrays included.
+"""
+
+import numbers
+import operator
+
+import numpy as np
+
+# Rows checked at a time for NaN/inf, so the check allocates a bounded temporary.
+_FINITE_CHECK_ROWS = 65536
+
+
+def working_dtype(X, dtype):
+    """The dtype training runs in: ``dtype`` if given, else float32 for float32 X, else float64."""
+    if dtype is not None:
+        try:
+            dt = np.dtype(dtype)
+        except TypeError as exc:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from exc
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dt}")
+        return dt
+    if getattr(X, "dtype", None) == np.float32:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def _as_numeric_array(a, name):
+    if hasattr(a, "toarray") and hasattr(a, "nnz"):
+        raise TypeError(f"{name} is a sparse matrix; mlpcore needs a dense array ({name}.toarray())")
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from exc
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{name} has complex dtype {arr.dtype}; only real numbers are supported")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must hold numbers, got dtype {arr.dtype}"
+            + (" (an object array)" if arr.dtype.kind == "O" else "")
+        )
+    return arr
+
+
+def check_finite(arr, name):
+    """Raise ValueError if ``arr`` holds NaN or infinity, checking a bounded block at a time."""
+    flat = arr.reshape(len(arr), -1) if arr.ndim > 1 else arr
+    for start in range(0, len(flat), _FINITE_CHECK_ROWS):
+        block = flat[start:start + _FINITE_CHECK_ROWS]
+        if not np.isfinite(block).all():
+            bad = start + int(np.argwhere(~np.isfinite(block))[0][0])
+            raise ValueError(f"{name} contains NaN or infinity (first at row {bad})")
+
+
+def check_X(X, dtype, n_features=None, name="X"):
+    """Return X as a C-contiguous 2-D array of ``dtype``, refusing anything unusable.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    dtype : numpy dtype
+        float32 or float64.
+    n_features : int, optional
+        The number of columns X must have (a trained model's input width).
+
+    Raises
+    ------
+    TypeError
+        Non-numeric, complex, object or sparse input.
+    ValueError
+        Not 2-D, empty, NaN or infinite values, or the wrong number of features.
+    """
+    arr = _as_numeric_array(X, name)
+    if arr.ndim != 2:
+        hint = f"; for a single feature use {name}.reshape(-1, 1)" if arr.ndim == 1 else ""
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got {arr.ndim}-D{hint}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} has zero samples")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has zero features")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features, but the model expects {n_features}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    check_finite(arr, name)
+    return arr
+
+
+def check_sample_weight(sample_weight, n_samples, dtype):
+    """Return per-sample weights as a C-contiguous 1-D array, or None when not given.
+
+    Weights must be finite and non-negative, with a positive sum.
+    """
+    if sample_weight is None:
+        return None
+    sw = _as_numeric_array(sample_weight, "sample_weight")
+    if sw.ndim == 0:
+        sw = np.full(n_samples, sw.item())
+    if sw.ndim != 1 or sw.shape[0] != n_samples:
+        raise ValueError(f"sample_weight must have shape ({n_samples},), got {sw.shape}")
+    sw = np.ascontiguousarray(sw, dtype=dtype)
+    check_finite(sw, "sample_weight")
+    if (sw < 0).any():
+        raise ValueError("sample_weight must be non-negative")
+    if not sw.sum() > 0:
+        raise ValueError("sample_weight must have a positive sum")
+    return sw
+
+
+def check_int(value, name, minimum=1, maximum=None):
+    """Return ``value`` as an int in [minimum, maximum]; bools and floats are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = operator.index(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def check_positive_float(value, name, allow_zero=False):
+    """Return ``value`` as a finite float > 0 (or >= 0 when ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}")
+    return value
+
+
+def check_hidden(hidden):
+    """Return the hidden layer widths as a tuple of positive ints (an int means one layer)."""
+    if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+        hidden = (hidden,)
+    try:
+        hidden = tuple(hidden)
+    except TypeError:
+        raise TypeError(f"hidden must be a sequence of layer widths, got {hidden!r}") from None
+    return tuple(check_int(h, "hidden layer width", minimum=1) for h in hidden)

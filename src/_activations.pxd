@@ -1,0 +1,94 @@
+# Activation functions and their derivatives, applied in place to row-major blocks.
+#
+# Derivatives are written in terms of the activation's output a = g(z), so the forward pass
+# never has to keep the pre-activations Z: sigmoid' = a(1 - a), tanh' = 1 - a^2,
+# relu' = [a > 0], identity' = 1.
+from cython cimport floating
+from libc.math cimport exp, expf, tanh, tanhf
+
+
+cdef enum Activation:
+    IDENTITY = 0
+    SIGMOID = 1
+    TANH = 2
+    RELU = 3
+    SOFTMAX = 4
+
+
+cdef inline floating fexp(floating x) noexcept nogil:
+    if floating is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating sigmoid(floating z) noexcept nogil:
+    """1 / (1 + exp(-z)), evaluated so that exp never overflows (exp(-|z|) <= 1)."""
+    cdef floating e
+    if z >= 0:
+        return 1 / (1 + fexp(-z))
+    e = fexp(z)
+    return e / (1 + e)
+
+
+cdef inline void softmax_row(floating* z, Py_ssize_t n) noexcept nogil:
+    """z <- exp(z - max z) / sum exp(z - max z): the max shift keeps every exp <= 1."""
+    cdef Py_ssize_t j
+    cdef floating zmax = z[0]
+    cdef floating total = 0
+    for j in range(1, n):
+        if z[j] > zmax:
+            zmax = z[j]
+    for j in range(n):
+        z[j] = fexp(z[j] - zmax)
+        total = total + z[j]
+    total = 1 / total
+    for j in range(n):
+        z[j] = z[j] * total
+
+
+cdef inline void bias_activation(floating* z, const floating* b, Py_ssize_t n_rows,
+                                 Py_ssize_t n_cols, int act) noexcept nogil:
+    """z[i, j] <- g(z[i, j] + b[j]) in place (softmax normalises each row); one pass."""
+    cdef Py_ssize_t i, j
+    cdef floating* row
+    cdef floating v
+    for i in range(n_rows):
+        row = z + i * n_cols
+        if act == IDENTITY:
+            for j in range(n_cols):
+                row[j] = row[j] + b[j]
+        elif act == SIGMOID:
+            for j in range(n_cols):
+                row[j] = sigmoid(row[j] + b[j])
+        elif act == TANH:
+            for j in range(n_cols):
+                if floating is float:
+                    row[j] = tanhf(row[j] + b[j])
+                else:
+                    row[j] = tanh(row[j] + b[j])
+        elif act == RELU:
+            for j in range(n_cols):
+                v = row[j] + b[j]
+                row[j] = v if v > 0 else 0
+        else:  # SOFTMAX
+            for j in range(n_cols):
+                row[j] = row[j] + b[j]
+            softmax_row(row, n_cols)
+
+
+cdef inline void mul_derivative(floating* delta, const floating* a, Py_ssize_t size,
+                                int act) noexcept nogil:
+    """delta <- delta * g'(z), with g'(z) written in terms of a = g(z) (elementwise)."""
+    cdef Py_ssize_t i
+    if act == SIGMOID:
+        for i in range(size):
+            delta[i] = delta[i] * (a[i] * (1 - a[i]))
+    elif act == TANH:
+        for i in range(size):
+            delta[i] = delta[i] * (1 - a[i] * a[i])
+    elif act == RELU:
+        for i in range(size):
+            if a[i] <= 0:
+                delta[i] = 0
+    # IDENTITY: g' = 1, nothing to do.
