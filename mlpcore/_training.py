@@ -25,6 +25,9 @@ from mlpcore._validation import (
 )
 
 
+DEFAULT_BATCH_SIZE = 32
+
+
 class TrainingDivergedWarning(RuntimeWarning):
     """The loss became NaN or infinite; training stopped and the last finite parameters kept."""
 
@@ -111,7 +114,7 @@ def _resolve_output_loss(targets_task, output, loss):
     return output, loss
 
 
-def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None, batch_size=32,
+def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None, batch_size="auto",
         epochs=100, learning_rate=0.1, shuffle=True, seed=None, dtype=None, init=None,
         optimizer="sgd", alpha=0.0, sample_weight=None, n_threads=None):
     """Train a multilayer perceptron on (X, Y) and return the model.
@@ -138,10 +141,10 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None, ba
     loss : {'cross_entropy', 'mse'}, optional
         ``mse`` is J = 1/(2N) sum (a_L - Y)^2; the tutorial's exact setup is
         ``fit(X, Y, output="sigmoid", loss="mse")``.
-    batch_size : int or None, default 32
+    batch_size : int, None or 'auto', default 'auto'
         ``None``: gradient descent over all samples per step. ``1``: stochastic gradient
         descent, one sample per update (online learning). ``k``: mini-batch gradient descent,
-        the last short batch included. Must be in [1, N].
+        the last short batch included; must be in [1, N]. ``'auto'``: min(32, N).
     epochs : int, default 100
         Passes over the data.
     learning_rate : float, default 0.1
@@ -199,7 +202,9 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None, ba
     work_dtype = working_dtype(X, dtype)
     X = check_X(X, work_dtype)
     n = X.shape[0]
-    if batch_size is not None:
+    if isinstance(batch_size, str) and batch_size == "auto":
+        batch_size = min(DEFAULT_BATCH_SIZE, n)
+    elif batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", minimum=1, maximum=n)
     targets = Targets.from_y(Y, output)
     output, loss = _resolve_output_loss(targets.task, output, loss)

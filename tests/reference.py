@@ -1,0 +1,114 @@
+"""A pure NumPy transcription of the tutorial's formulas: the oracle for the tests and the
+baseline for the benchmarks in bench/.
+
+Written for clarity, not speed: every line is one formula.
+
+  Z_l = A_{l-1} W_l + b_l,  A_l = g(Z_l),  A_0 = X
+  J   = sum_i w_i l_i / sum_i w_i  (+ alpha/2 sum ||W_l||^2 / sum_i w_i)
+  delta_L = dJ/dZ_L * sum_i w_i
+  delta_l = (delta_{l+1} W_{l+1}^T) * g'(Z_l)
+  dW_l = A_{l-1}^T delta_l / sum w,  db_l = sum_rows(delta_l) / sum w
+  W <- W - lr dW
+"""
+
+import numpy as np
+
+
+def activate(z, name):
+    if name == "identity":
+        return z
+    if name == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "relu":
+        return np.maximum(z, 0)
+    if name == "softmax":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    raise ValueError(name)
+
+
+def derivative(a, name):
+    """g'(z) written with a = g(z)."""
+    if name == "identity":
+        return np.ones_like(a)
+    if name == "sigmoid":
+        return a * (1 - a)
+    if name == "tanh":
+        return 1 - a ** 2
+    if name == "relu":
+        return (a > 0).astype(a.dtype)
+    raise ValueError(name)
+
+
+def forward(Ws, bs, X, hidden, output):
+    """All activations [A_1, ..., A_L]."""
+    acts = []
+    a = X
+    for l, (W, b) in enumerate(zip(Ws, bs)):
+        a = activate(a @ W + b, output if l == len(Ws) - 1 else hidden)
+        acts.append(a)
+    return acts
+
+
+def per_sample_loss(a, Y, output, loss):
+    eps = np.finfo(a.dtype).eps
+    if loss == "mse":
+        return 0.5 * ((a - Y) ** 2).sum(axis=1)
+    p = np.clip(a, eps, 1 - eps)
+    if output == "softmax":
+        return -(Y * np.log(p)).sum(axis=1)
+    return -(Y * np.log(p) + (1 - Y) * np.log(1 - p)).sum(axis=1)
+
+
+def loss(Ws, bs, X, Y, hidden, output, loss_name, sw=None, alpha=0.0):
+    w = np.ones(len(X)) if sw is None else sw
+    a = forward(Ws, bs, X, hidden, output)[-1]
+    l2 = 0.5 * alpha * sum((W ** 2).sum() for W in Ws)
+    return (w @ per_sample_loss(a, Y, output, loss_name) + l2) / w.sum()
+
+
+def output_delta(a, Y, output, loss_name):
+    """dl_i/dZ_L for each sample (unweighted)."""
+    if loss_name == "cross_entropy" or output == "identity":
+        return a - Y
+    if output == "sigmoid":
+        return (a - Y) * a * (1 - a)  # the tutorial's delta2
+    e = a - Y  # softmax + mse: the softmax Jacobian applied to e
+    return a * (e - (e * a).sum(axis=1, keepdims=True))
+
+
+def gradients(Ws, bs, X, Y, hidden, output, loss_name, sw=None, alpha=0.0):
+    """(dW list, db list) of J by backpropagation."""
+    w = np.ones(len(X), dtype=X.dtype) if sw is None else sw
+    acts = forward(Ws, bs, X, hidden, output)
+    delta = output_delta(acts[-1], Y, output, loss_name) * w[:, None]
+    n = w.sum()
+    dWs, dbs = [None] * len(Ws), [None] * len(Ws)
+    for l in range(len(Ws) - 1, -1, -1):
+        a_prev = X if l == 0 else acts[l - 1]
+        dWs[l] = (a_prev.T @ delta + alpha * Ws[l]) / n
+        dbs[l] = delta.sum(axis=0) / n
+        if l > 0:
+            delta = (delta @ Ws[l].T) * derivative(acts[l - 1], hidden)
+    return dWs, dbs
+
+
+def train_epoch(Ws, bs, X, Y, hidden, output, loss_name, batch_size, lr, order=None,
+                sw=None, alpha=0.0):
+    """One epoch of plain mini-batch gradient descent; returns new (Ws, bs)."""
+    Ws = [W.copy() for W in Ws]
+    bs = [b.copy() for b in bs]
+    n = len(X)
+    order = np.arange(n) if order is None else order
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        swb = None if sw is None else sw[idx]
+        if swb is not None and swb.sum() == 0:
+            continue
+        dWs, dbs = gradients(Ws, bs, X[idx], Y[idx], hidden, output, loss_name, swb, alpha)
+        for l in range(len(Ws)):
+            Ws[l] -= lr * dWs[l]
+            bs[l] -= lr * dbs[l]
+    return Ws, bs

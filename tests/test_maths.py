@@ -1,0 +1,237 @@
+"""The engine's maths against the NumPy reference and against finite differences."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import mlpcore
+import reference as ref
+from mlpcore import _engine
+
+HIDDEN = ["sigmoid", "tanh", "relu", "identity"]
+OUTPUT_LOSS = [("softmax", "cross_entropy"), ("sigmoid", "cross_entropy"),
+               ("softmax", "mse"), ("sigmoid", "mse"), ("identity", "mse")]
+
+
+def make_problem(rng, n=7, d=4, hidden=(5, 3), k=3, output="softmax"):
+    X = rng.normal(size=(n, d))
+    if output == "softmax":
+        Y = np.eye(k)[rng.integers(0, k, n)]
+    elif output == "sigmoid":
+        Y = (rng.random((n, k)) < 0.5).astype(float)
+    else:
+        Y = rng.normal(size=(n, k))
+    sizes = (d, *hidden, k)
+    Ws = [rng.normal(scale=0.7, size=(a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [rng.normal(scale=0.3, size=b) for b in sizes[1:]]
+    return X, Y, Ws, bs
+
+
+def fitted_model(X, Y, Ws, bs, activation, output, loss, **kw):
+    """A model holding exactly (Ws, bs): trained zero steps is not allowed, so build it."""
+    from mlpcore._model import MLP
+    from mlpcore._targets import Targets
+
+    model = MLP((X.shape[1], *[W.shape[1] for W in Ws]), activation=activation, output=output,
+                loss=loss, dtype=np.float64,
+                targets=Targets("regression", None, Y.shape[1]), **kw)
+    from mlpcore._initializers import from_arrays
+
+    from_arrays(model._network, model._theta, (Ws, bs))
+    return model
+
+
+def relerr(a, b):
+    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
+
+
+@pytest.mark.parametrize("activation,output_loss", list(itertools.product(HIDDEN, OUTPUT_LOSS)))
+def test_gradients_match_finite_differences(rng, activation, output_loss):
+    output, loss = output_loss
+    X, Y, Ws, bs = make_problem(rng, output=output)
+    while activation == "relu" and min(  # keep every unit away from relu's kink at 0
+            np.abs(a @ W + b).min() for a, W, b in
+            zip([X] + ref.forward(Ws, bs, X, "relu", output)[:-1], Ws, bs)) < 1e-3:
+        X, Y, Ws, bs = make_problem(rng, output=output)
+    model = fitted_model(X, Y, Ws, bs, activation, output, loss)
+    gw, gb = model.gradients(X, Y)
+    analytic = np.concatenate([np.concatenate([w.ravel(), b]) for w, b in zip(gw, gb)])
+    theta = model._theta
+    numeric = np.empty_like(theta)
+    h = 1e-6
+    for i in range(len(theta)):
+        old = theta[i]
+        theta[i] = old + h
+        up = model.loss(X, Y)
+        theta[i] = old - h
+        down = model.loss(X, Y)
+        theta[i] = old
+        numeric[i] = (up - down) / (2 * h)
+    assert relerr(analytic, numeric) < 1e-6
+
+
+@pytest.mark.parametrize("activation,output_loss", list(itertools.product(HIDDEN, OUTPUT_LOSS)))
+def test_loss_and_gradients_match_reference(rng, activation, output_loss):
+    output, loss = output_loss
+    X, Y, Ws, bs = make_problem(rng, n=11, output=output)
+    sw = rng.random(len(X)) + 0.1
+    model = fitted_model(X, Y, Ws, bs, activation, output, loss, alpha=0.3)
+    assert model.loss(X, Y, sample_weight=sw) == pytest.approx(
+        ref.loss(Ws, bs, X, Y, activation, output, loss, sw, 0.3), rel=1e-12)
+    gw, gb = model.gradients(X, Y, sample_weight=sw)
+    rw, rb = ref.gradients(Ws, bs, X, Y, activation, output, loss, sw, 0.3)
+    for a, b in zip(gw + gb, rw + rb):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_forward_matches_reference(rng):
+    X, Y, Ws, bs = make_problem(rng, n=9000)  # more rows than one chunk of the engine
+    model = fitted_model(X, Y, Ws, bs, "tanh", "softmax", "cross_entropy")
+    np.testing.assert_allclose(model.forward(X), ref.forward(Ws, bs, X, "tanh", "softmax")[-1],
+                               rtol=1e-13, atol=1e-15)
+
+
+def test_tutorial_cost_is_half_mean_squared_error(rng):
+    # The tutorial's network: sigmoid hidden and output units, J = 1/(2N) sum (a2 - Y)^2.
+    X = rng.normal(size=(20, 3))
+    Y = rng.random((20, 2))
+    W1, W2 = rng.normal(size=(3, 4)), rng.normal(size=(4, 2))
+    b1, b2 = np.zeros(4), np.zeros(2)
+    model = fitted_model(X, Y, [W1, W2], [b1, b2], "sigmoid", "sigmoid", "mse")
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    a1 = sig(X @ W1)
+    a2 = sig(a1 @ W2)
+    J = ((a2 - Y) ** 2).sum() / (2 * len(X))
+    assert model.loss(X, Y) == pytest.approx(J, rel=1e-13)
+    delta2 = (a2 - Y) * a2 * (1 - a2)
+    delta1 = (delta2 @ W2.T) * a1 * (1 - a1)
+    gw, gb = model.gradients(X, Y)
+    np.testing.assert_allclose(gw[1], a1.T @ delta2 / len(X), rtol=1e-12)
+    np.testing.assert_allclose(gw[0], X.T @ delta1 / len(X), rtol=1e-12)
+
+
+def init_of(Ws, bs):
+    return ([W.copy() for W in Ws], [b.copy() for b in bs])
+
+
+@pytest.mark.parametrize("activation,output_loss", [("sigmoid", ("sigmoid", "mse")),
+                                                    ("relu", ("softmax", "cross_entropy")),
+                                                    ("tanh", ("identity", "mse"))])
+def test_full_batch_step_matches_reference(rng, activation, output_loss):
+    output, loss = output_loss
+    X, Y, Ws, bs = make_problem(rng, n=30, output=output)
+    model = mlpcore.fit(X, Y, hidden=(5, 3), activation=activation, output=output, loss=loss,
+                        batch_size=None, epochs=1, learning_rate=0.5, init=init_of(Ws, bs))
+    rW, rb = ref.train_epoch(Ws, bs, X, Y, activation, output, loss, batch_size=len(X), lr=0.5)
+    for a, b in zip(model.weights + model.biases, rW + rb):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    assert model.history["loss"][0] == pytest.approx(
+        ref.loss(Ws, bs, X, Y, activation, output, loss), rel=1e-12)
+
+
+def test_full_batch_in_chunks_matches_reference(rng):
+    # N above the engine's chunk size: gradients are summed over chunks before the step.
+    X, Y, Ws, bs = make_problem(rng, n=_engine.CHUNK_ROWS * 2 + 17)
+    model = mlpcore.fit(X, Y, hidden=(5, 3), batch_size=None, epochs=2, learning_rate=0.3,
+                        init=init_of(Ws, bs))
+    Ws2, bs2 = Ws, bs
+    for _ in range(2):
+        Ws2, bs2 = ref.train_epoch(Ws2, bs2, X, Y, "sigmoid", "softmax", "cross_entropy",
+                                   batch_size=len(X), lr=0.3)
+    for a, b in zip(model.weights + model.biases, Ws2 + bs2):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+def test_per_sample_sgd_epoch_matches_reference(rng):
+    X, Y, Ws, bs = make_problem(rng, n=40)
+    model = mlpcore.fit(X, Y, hidden=(5, 3), batch_size=1, epochs=1, learning_rate=0.2,
+                        shuffle=False, init=init_of(Ws, bs))
+    rW, rb = ref.train_epoch(Ws, bs, X, Y, "sigmoid", "softmax", "cross_entropy", 1, 0.2)
+    for a, b in zip(model.weights + model.biases, rW + rb):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("batch_size", [1, 8, 13, 40])
+def test_shuffled_minibatch_epochs_match_reference(rng, batch_size):
+    X, Y, Ws, bs = make_problem(rng, n=40, output="identity")
+    seed = 7
+    model = mlpcore.fit(X, Y, hidden=(5, 3), activation="tanh", batch_size=batch_size, epochs=3,
+                        learning_rate=0.05, seed=seed, init=init_of(Ws, bs))
+    order_rng = np.random.default_rng(seed)  # with init given, the seed only shuffles
+    Wr, br = Ws, bs
+    for _ in range(3):
+        order = order_rng.permutation(len(X)) if batch_size < len(X) else None
+        Wr, br = ref.train_epoch(Wr, br, X, Y, "tanh", "identity", "mse", batch_size, 0.05,
+                                 order=order)
+    for a, b in zip(model.weights + model.biases, Wr + br):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+def test_sample_weights_and_l2_in_an_epoch_match_reference(rng):
+    X, Y, Ws, bs = make_problem(rng, n=25)
+    sw = rng.random(25)
+    sw[3] = 0
+    model = mlpcore.fit(X, Y, hidden=(5, 3), batch_size=4, epochs=1, learning_rate=0.3,
+                        shuffle=False, init=init_of(Ws, bs), sample_weight=sw, alpha=0.01)
+    rW, rb = ref.train_epoch(Ws, bs, X, Y, "sigmoid", "softmax", "cross_entropy", 4, 0.3,
+                             sw=sw, alpha=0.01)
+    for a, b in zip(model.weights + model.biases, rW + rb):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+def test_float32_trains_in_float32_and_matches_float64(rng):
+    X, Y, Ws, bs = make_problem(rng, n=200)
+    kw = dict(hidden=(5, 3), batch_size=16, epochs=5, learning_rate=0.1, seed=3,
+              init=init_of(Ws, bs))
+    m64 = mlpcore.fit(X, Y, **kw)
+    m32 = mlpcore.fit(X.astype(np.float32), Y, **kw)
+    assert m32.dtype == np.float32 and m64.dtype == np.float64
+    assert all(w.dtype == np.float32 for w in m32.weights + m32.biases)
+    assert m32._trainer._workspace.dtype == np.float32
+    assert m32.forward(X).dtype == np.float32
+    for a, b in zip(m32.weights + m32.biases, m64.weights + m64.biases):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    # float32 arithmetic really ran: the results are not float64's rounded to float32 ...
+    assert any((a != b.astype(np.float32)).any() for a, b in zip(m32.weights, m64.weights))
+    # ... and they agree with the NumPy reference run in float32 to float32 precision.
+    Wr, br = [W.astype(np.float32) for W in Ws], [b.astype(np.float32) for b in bs]
+    order_rng = np.random.default_rng(3)
+    X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
+    for _ in range(5):
+        Wr, br = ref.train_epoch(Wr, br, X32, Y32, "sigmoid", "softmax", "cross_entropy", 16,
+                                 np.float32(0.1), order=order_rng.permutation(len(X)))
+    assert Wr[0].dtype == np.float32
+    for a, b in zip(m32.weights, Wr):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+def test_dtype_can_be_forced(rng):
+    X, Y, _, _ = make_problem(rng, n=50)
+    assert mlpcore.fit(X, Y, hidden=4, epochs=1, dtype=np.float32).dtype == np.float32
+    assert mlpcore.fit(X.astype(np.float32), Y, hidden=4, epochs=1,
+                       dtype=np.float64).dtype == np.float64
+    assert mlpcore.fit(X.astype(np.int64), Y, hidden=4, epochs=1).dtype == np.float64
+
+
+def test_engine_refuses_mixed_dtypes(rng):
+    net = _engine.Network((3, 2), 1, 4, 1)
+    theta = np.zeros(net.n_params, dtype=np.float32)
+    with pytest.raises((TypeError, ValueError), match="dtype|signature"):
+        _engine.forward(net, theta, np.zeros((2, 3)), np.zeros((2, 2)))
+
+
+def test_softmax_and_sigmoid_are_stable_for_huge_inputs():
+    X = np.array([[800.0], [-800.0], [1e6], [-1e6]])
+    Ws = [np.array([[1.0, -1.0]])]
+    bs = [np.zeros(2)]
+    Y = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    for output in ("softmax", "sigmoid"):
+        model = fitted_model(X, Y, Ws, bs, "sigmoid", output, "cross_entropy")
+        a = model.forward(X)
+        assert np.isfinite(a).all()
+        assert np.isfinite(model.loss(X, Y))
+        gw, gb = model.gradients(X, Y)
+        assert np.isfinite(gw[0]).all() and np.isfinite(gb[0]).all()
+    np.testing.assert_allclose(fitted_model(X, Y, Ws, bs, "sigmoid", "sigmoid", "mse").forward(X),
+                               [[1, 0], [0, 1], [1, 0], [0, 1]])
