@@ -7,8 +7,10 @@ that loading a file can never execute code. Its members:
 
 ``meta``
     uint8 array holding UTF-8 JSON: ``{"format": "mlpcore-model", "version": 1,
-    "sizes": [...], "activation", "output", "loss", "dtype", "alpha", "targets": {...},
-    "history": {...}, "optimizer": {"name": ..., "config": {...}, "t": ...} or null}``.
+    "config": {...the settings of MLP(...)...}, "sizes": [...], "output", "loss", "dtype",
+    "targets": {...}, "history": {...}, "optimizer_t": int, "schedule_state": {...},
+    "samples_seen": int, "rng_state": {...}}``. Callables (``callback``, a callable
+    ``schedule``) are not saved: a loaded model has no callback and a 'constant' schedule.
 ``theta``
     The flat parameter vector (float32 or float64): W_1 row-major, b_1, W_2, b_2, ...
 ``classes``
@@ -34,22 +36,20 @@ FORMAT_VERSION = 1
 
 def save_model(model, path):
     """Write ``model`` to ``path`` atomically (temporary file beside it, then rename)."""
-    from mlpcore._optimizers import Optimizer
-
-    opt = model.optimizer if isinstance(model.optimizer, Optimizer) else None
     meta = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
+        "config": model.get_config(),
         "sizes": list(model.sizes),
-        "activation": model.activation,
         "output": model.output,
         "loss": model.loss_name,
         "dtype": model.dtype.name,
-        "alpha": model.alpha,
         "targets": model.targets.to_dict(),
         "history": {k: [float(v) for v in vals] for k, vals in model.history.items()},
-        "optimizer": None if opt is None else {
-            "name": opt.rule, "config": opt.get_config(), "t": opt.t},
+        "optimizer_t": model.optimizer.t,
+        "schedule_state": model._schedule.get_state(),
+        "samples_seen": model.samples_seen,
+        "rng_state": model._rng.bit_generator.state,
     }
     arrays = {
         "meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
@@ -57,9 +57,8 @@ def save_model(model, path):
     }
     if model.targets.classes is not None:
         arrays["classes"] = np.asarray(model.targets.classes)
-    if opt is not None:
-        for i, s in enumerate(opt.state):
-            arrays[f"optimizer_state_{i}"] = s
+    for i, s in enumerate(model.optimizer.state):
+        arrays[f"optimizer_state_{i}"] = s
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".mlpcore-", suffix=".tmp", dir=directory)
@@ -147,10 +146,32 @@ def load(path):
 
 
 def _build_model(meta, members, MLP, Targets, OPTIMIZERS):
+    from mlpcore import _engine
+    from mlpcore._base import HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS
+    from mlpcore._schedules import Schedule
+    from mlpcore._training import Trainer
+
+    config = dict(meta["config"])
+    opt = config.pop("optimizer")
+    optimizer = OPTIMIZERS[opt["name"]](**opt["config"])
+    cw = config.get("class_weight")
+    if isinstance(cw, list):
+        config["class_weight"] = {k: v for k, v in cw}
+    if config.get("n_iter_no_change") is None:
+        config["n_iter_no_change"] = float("inf")
+    if config.get("schedule") is None:
+        config["schedule"] = "constant"
+    monitor = config.pop("monitor", "val_loss")
+    model = MLP(optimizer=optimizer, **config)
+    model.monitor = monitor
+    optimizer = model.optimizer  # MLP keeps its own copy of the settings
+
     dtype = np.dtype(meta["dtype"])
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype {dtype}")
     sizes = [int(s) for s in meta["sizes"]]
+    if len(sizes) != len(model.hidden) + 2 or tuple(sizes[1:-1]) != model.hidden:
+        raise ValueError("layer sizes do not match the settings")
     t = meta["targets"]
     classes = members.get("classes")
     if t["task"] == "classification":
@@ -164,24 +185,28 @@ def _build_model(meta, members, MLP, Targets, OPTIMIZERS):
         raise ValueError("output width does not match the targets")
     if classes is not None and not targets.single_sigmoid and len(classes) != sizes[-1]:
         raise ValueError("number of classes does not match the output width")
-    model = MLP(sizes, activation=meta["activation"], output=meta["output"], loss=meta["loss"],
-                dtype=dtype, targets=targets, alpha=float(meta["alpha"]))
+    output, loss = meta["output"], meta["loss"]
+    model.dtype, model.targets, model.output, model.loss_name = dtype, targets, output, loss
+    model._network = _engine.Network(sizes, HIDDEN_ACTIVATIONS[model.activation],
+                                      OUTPUT_ACTIVATIONS[output], LOSSES[loss])
     theta = members["theta"]
-    if theta.dtype != dtype or theta.shape != (model.n_params,):
+    if theta.dtype != dtype or theta.shape != (model._network.n_params,):
         raise ValueError(f"theta has shape {theta.shape} and dtype {theta.dtype}, expected "
-                         f"({model.n_params},) {dtype}")
+                         f"({model._network.n_params},) {dtype}")
     if not np.isfinite(theta).all():
         raise ValueError("parameters contain NaN or infinity")
-    model._theta[:] = theta
+    model._theta = theta.copy()
+    for i in range(optimizer.n_state):
+        s = members[f"optimizer_state_{i}"]
+        if s.dtype != dtype or s.shape != theta.shape:
+            raise ValueError("optimizer state does not match the parameters")
+        optimizer.state.append(s.copy())
+    optimizer.t = int(meta["optimizer_t"])
+    model._schedule = Schedule(model.schedule, optimizer.learning_rate or 1.0, model.power_t)
+    model._schedule.set_state(meta["schedule_state"])
     model.history = {str(k): [float(v) for v in vals] for k, vals in meta["history"].items()}
-    opt_meta = meta.get("optimizer")
-    if opt_meta is not None:
-        opt = OPTIMIZERS[opt_meta["name"]](**opt_meta["config"])
-        for i in range(opt.n_state):
-            s = members[f"optimizer_state_{i}"]
-            if s.dtype != dtype or s.shape != (model.n_params,):
-                raise ValueError("optimizer state does not match the parameters")
-            opt.state.append(s.copy())
-        opt.t = int(opt_meta["t"])
-        model.optimizer = opt
+    model.samples_seen = int(meta["samples_seen"])
+    model._rng = np.random.default_rng()
+    model._rng.bit_generator.state = meta["rng_state"]
+    model._trainer = Trainer(model)
     return model

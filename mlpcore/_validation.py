@@ -32,7 +32,8 @@ def working_dtype(X, dtype):
 
 def _as_numeric_array(a, name):
     if hasattr(a, "toarray") and hasattr(a, "nnz"):
-        raise TypeError(f"{name} is a sparse matrix; mlpcore needs a dense array ({name}.toarray())")
+        raise TypeError(
+            f"{name} is a sparse matrix; mlpcore needs a dense array ({name}.toarray())")
     try:
         arr = np.asarray(a)
     except (ValueError, TypeError) as exc:
@@ -128,7 +129,8 @@ def check_positive_float(value, name, allow_zero=False):
         raise TypeError(f"{name} must be a number, got {value!r}")
     value = float(value)
     if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}")
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound} and finite, got {value}")
     return value
 
 

@@ -20,7 +20,7 @@ from _blas cimport gemm
 from _activations cimport (
     IDENTITY, SIGMOID, TANH, RELU, SOFTMAX, bias_activation, mul_derivative,
 )
-from _losses cimport MSE, CROSS_ENTROPY, output_delta
+from _losses cimport MSE, CROSS_ENTROPY, output_delta, sample_loss
 from _updates cimport SGD, MOMENTUM, NESTEROV, ADAM, sgd_step, momentum_step, adam_step
 
 # The codes the Python layer uses to name activations, losses and update rules.
@@ -34,14 +34,16 @@ UPDATE_RULES = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "adam": 
 # by CHUNK_ROWS x widest layer while keeping every gemm large enough to run at full speed.
 CHUNK_ROWS = 4096
 # Samples processed between two checks for Ctrl-C (each check takes the GIL briefly).
-cdef Py_ssize_t SIGNAL_CHECK_SAMPLES = 4096
+SIGNAL_CHECK_SAMPLES = 4096
 
 # Status codes returned by train_epoch.
 cdef enum EpochStatus:
     DONE = 0
     DIVERGED = 1
+    INTERRUPTED = 2
 EPOCH_DONE = DONE
 EPOCH_DIVERGED = DIVERGED
+EPOCH_INTERRUPTED = INTERRUPTED
 
 
 cdef struct Net:
@@ -326,31 +328,33 @@ cdef double chunk_gradient(const Net* net, const floating* theta, const floating
     return loss_sum
 
 
-cdef int run_epoch(const Net* net, floating* theta, const floating* X, const floating* Y,
-                   const floating* sw, const Py_ssize_t* order, Py_ssize_t n_samples,
-                   Py_ssize_t batch_size, Py_ssize_t chunk, floating** acts,
-                   floating** deltas, floating* x_buf, floating* y_buf, floating* sw_buf,
-                   floating* grad, UpdateRule* rule, floating* s1, floating* s2,
-                   Py_ssize_t n_params, double eps, double* loss_out, double* weight_out,
-                   Py_ssize_t* updates_out) except -1 nogil:
-    """One epoch of mini-batch training: for each batch, forward, backprop and update.
+cdef int run_batches(const Net* net, floating* theta, const floating* X, const floating* Y,
+                     const floating* sw, const Py_ssize_t* order, Py_ssize_t n_samples,
+                     Py_ssize_t batch_size, Py_ssize_t chunk, floating** acts,
+                     floating** deltas, floating* x_buf, floating* y_buf, floating* sw_buf,
+                     floating* grad, UpdateRule* rule, floating* s1, floating* s2,
+                     Py_ssize_t n_params, double eps, Py_ssize_t* position,
+                     Py_ssize_t sample_budget, double* loss_sum, double* weight_sum,
+                     Py_ssize_t* updates) noexcept nogil:
+    """Train on the batches of an epoch from ``position`` on: forward, backprop, update each.
 
-    Batches are consecutive runs of ``order`` (or of the rows themselves when order is NULL).
-    Returns EPOCH_DONE, or EPOCH_DIVERGED as soon as a batch's loss is not finite (that batch
-    is not applied). Raises KeyboardInterrupt between batches on Ctrl-C.
+    Batches are consecutive runs of ``order`` (or of the rows themselves when order is NULL)
+    starting at sample ``position[0]``; processing stops after the batch that reaches
+    ``sample_budget`` samples, or at the end of the epoch, and ``position[0]`` is advanced.
+    Each batch adds J_b = sum_i w_i l_i + alpha/2 sum ||W||^2 (at its starting parameters)
+    to loss_sum and sum_i w_i to weight_sum. Returns DONE, or DIVERGED as soon as a batch's
+    loss is not finite (that batch is not applied).
     """
     cdef Py_ssize_t d = net.sizes[0], k = net.sizes[net.n_layers]
-    cdef Py_ssize_t start, stop, nb, cs, ce, nc, i
-    cdef Py_ssize_t since_check = 0, updates = 0
-    cdef bint fused
+    cdef Py_ssize_t start = position[0], stop, nb, cs, ce, nc, i, done = 0
     cdef const floating* xb
     cdef const floating* yb
     cdef const floating* wb
-    cdef double loss_b, w_b, w_c, total = 0, weight = 0
+    cdef double loss_b, w_b, w_c
     cdef floating lr = <floating> rule.lr
+    cdef bint fused
 
-    start = 0
-    while start < n_samples:
+    while start < n_samples and done < sample_budget:
         stop = min(start + batch_size, n_samples)
         nb = stop - start
         # The batch's total weight, needed before the first chunk to scale its gradient.
@@ -360,58 +364,49 @@ cdef int run_epoch(const Net* net, floating* theta, const floating* X, const flo
             w_b = 0
             for i in range(start, stop):
                 w_b += sw[order[i] if order != NULL else i]
-        # Plain SGD on a batch that fits in one chunk writes its step straight into theta.
-        fused = rule.kind == SGD and nb <= chunk
-        loss_b = 0
-        cs = start
-        while cs < stop:
-            ce = min(cs + chunk, stop)
-            nc = ce - cs
-            if order == NULL:
-                xb = X + cs * d
-                yb = Y + cs * k
-                wb = sw + cs if sw != NULL else NULL
-            else:
-                gather_rows(x_buf, X, order + cs, nc, d)
-                gather_rows(y_buf, Y, order + cs, nc, k)
-                if sw != NULL:
-                    gather_rows(sw_buf, sw, order + cs, nc, 1)
-                xb = x_buf
-                yb = y_buf
-                wb = sw_buf if sw != NULL else NULL
-            if fused and w_b > 0:
-                forward_pass(net, theta, xb, nc, acts)
-                loss_b = output_delta(deltas[net.n_layers - 1], acts[net.n_layers - 1], yb,
-                                      wb, nc, k, net.output, net.loss, eps, &w_c)
-                if not isfinite(loss_b):
-                    break
-                backprop(net, theta, xb, nc, acts, deltas, theta, <floating> (-lr / w_b),
-                         <floating> (1 - lr * rule.alpha / w_b), 1)
-            elif w_b > 0:
-                loss_b += chunk_gradient(net, theta, xb, yb, wb, nc, acts, deltas, grad,
-                                         <floating> (1 / w_b), cs > start, eps, &w_c)
-            cs = ce
-        if not isfinite(loss_b):
-            loss_out[0] = total
-            weight_out[0] = weight
-            updates_out[0] = updates
-            return DIVERGED
         if w_b > 0:
+            loss_b = 0.5 * rule.alpha * l2_penalty(net, theta) if rule.alpha != 0 else 0
+            # Plain SGD on a batch that fits in one chunk writes its step straight into theta.
+            fused = rule.kind == SGD and nb <= chunk
+            cs = start
+            while cs < stop:
+                ce = min(cs + chunk, stop)
+                nc = ce - cs
+                if order == NULL:
+                    xb = X + cs * d
+                    yb = Y + cs * k
+                    wb = sw + cs if sw != NULL else NULL
+                else:
+                    gather_rows(x_buf, X, order + cs, nc, d)
+                    gather_rows(y_buf, Y, order + cs, nc, k)
+                    if sw != NULL:
+                        gather_rows(sw_buf, sw, order + cs, nc, 1)
+                    xb = x_buf
+                    yb = y_buf
+                    wb = sw_buf if sw != NULL else NULL
+                if fused:
+                    forward_pass(net, theta, xb, nc, acts)
+                    loss_b += output_delta(deltas[net.n_layers - 1], acts[net.n_layers - 1],
+                                           yb, wb, nc, k, net.output, net.loss, eps, &w_c)
+                    if not isfinite(loss_b):
+                        return DIVERGED
+                    backprop(net, theta, xb, nc, acts, deltas, theta, <floating> (-lr / w_b),
+                             <floating> (1 - lr * rule.alpha / w_b), 1)
+                else:
+                    loss_b += chunk_gradient(net, theta, xb, yb, wb, nc, acts, deltas, grad,
+                                             <floating> (1 / w_b), cs > start, eps, &w_c)
+                cs = ce
+            if not isfinite(loss_b):
+                return DIVERGED
             if not fused:
                 add_weight_decay(net, grad, theta, <floating> (rule.alpha / w_b))
                 apply_update(rule, theta, grad, s1, s2, n_params)
-            updates += 1
-        total += loss_b
-        weight += w_b
+            updates[0] += 1
+            loss_sum[0] += loss_b
+            weight_sum[0] += w_b
+        done += nb
         start = stop
-        since_check += nb
-        if since_check >= SIGNAL_CHECK_SAMPLES:
-            since_check = 0
-            with gil:
-                PyErr_CheckSignals()
-    loss_out[0] = total
-    weight_out[0] = weight
-    updates_out[0] = updates
+        position[0] = start
     return DONE
 
 
@@ -532,6 +527,43 @@ def loss_gradient(Network network, const floating[::1] theta, const floating[:, 
     return total
 
 
+def evaluate(Network network, const floating[::1] theta, const floating[:, ::1] X,
+             const floating[:, ::1] Y, const floating[::1] sample_weight, double alpha,
+             floating[:, ::1] out):
+    """Loss J over all rows of (X, Y), and the output activations a_L written into ``out``.
+
+    J is defined as in :func:`loss_gradient`; no gradient is formed, so this costs one
+    forward pass (used for validation and for ``MLP.loss``).
+
+    Returns
+    -------
+    loss : float
+    """
+    cdef const Net* net = &network.net
+    cdef Py_ssize_t n = X.shape[0], k = network.net.sizes[network.net.n_layers]
+    cdef Py_ssize_t start, nc, i, rows
+    cdef double total = 0, w_total, w_c
+    cdef floating dummy = 0
+    cdef double eps = _machine_eps(dummy)
+    cdef bint weighted = sample_weight is not None
+    cdef floating w
+    _check_shapes(network, theta.shape[0], X.shape[0], X.shape[1], Y.shape[0], Y.shape[1],
+                  -1 if sample_weight is None else sample_weight.shape[0])
+    if out.shape[0] != n or out.shape[1] != k:
+        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected ({n}, {k})")
+    w_total = n if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
+    if n == 0 or not w_total > 0:
+        raise ValueError("the loss needs at least one sample with a positive weight")
+    forward(network, theta, X, out)
+    with nogil:
+        for i in range(n):
+            w = sample_weight[i] if weighted else 1
+            if w != 0:
+                total += w * sample_loss(&out[i, 0], &Y[i, 0], k, net.output, net.loss, eps)
+        total = (total + 0.5 * alpha * l2_penalty(net, &theta[0])) / w_total
+    return total
+
+
 def penalty(Network network, const floating[::1] theta):
     """sum_l ||W_l||^2 over the weight matrices (biases excluded)."""
     if theta.shape[0] != network.n_params:
@@ -572,20 +604,22 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
     Returns
     -------
     loss_sum : float
-        sum_i w_i l_i over the samples of the applied batches, each evaluated before its update.
+        sum over the applied batches of J_b = sum_i w_i l_i + alpha/2 sum_l ||W_l||^2, each
+        at the batch's starting parameters; loss_sum / weight_sum is the epoch's loss.
     weight_sum : float
-        sum_i w_i over those samples.
+        sum_i w_i over those batches' samples.
     updates : int
         Number of updates applied (batches with positive weight).
     status : int
-        EPOCH_DONE, or EPOCH_DIVERGED if a batch's loss was not finite (training should stop).
+        EPOCH_DONE; EPOCH_DIVERGED if a batch's loss was not finite (it was not applied);
+        EPOCH_INTERRUPTED on Ctrl-C (training stopped after a complete batch).
     """
     cdef UpdateRule r
     cdef Py_ssize_t n = X.shape[0], i, n_params = network.n_params
     cdef Py_ssize_t chunk = min(batch_size, CHUNK_ROWS)
+    cdef int status
     cdef double loss_sum = 0, weight_sum = 0
     cdef Py_ssize_t updates = 0
-    cdef int status
     cdef floating dummy = 0
     cdef double eps = _machine_eps(dummy)
     cdef floating* s1 = NULL
@@ -627,11 +661,20 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
             if order[i] < 0 or order[i] >= n:
                 raise ValueError(f"order[{i}] = {order[i]} is not a row of X")
         orderp = &order[0]
-    with nogil:
-        status = run_epoch(&network.net, &theta[0], &X[0, 0], &Y[0, 0], swp, orderp, n,
-                           batch_size, chunk, <floating**> workspace.acts,
-                           <floating**> workspace.deltas, <floating*> workspace.x_buf,
-                           <floating*> workspace.y_buf, <floating*> workspace.sw_buf,
-                           <floating*> workspace.grad, &r, s1, s2, n_params, eps,
-                           &loss_sum, &weight_sum, &updates)
+    cdef Py_ssize_t position = 0, budget = SIGNAL_CHECK_SAMPLES
+    status = DONE
+    while position < n and status == DONE:
+        with nogil:
+            status = run_batches(&network.net, &theta[0], &X[0, 0], &Y[0, 0], swp, orderp, n,
+                                 batch_size, chunk, <floating**> workspace.acts,
+                                 <floating**> workspace.deltas, <floating*> workspace.x_buf,
+                                 <floating*> workspace.y_buf, <floating*> workspace.sw_buf,
+                                 <floating*> workspace.grad, &r, s1, s2, n_params, eps,
+                                 &position, budget, &loss_sum, &weight_sum, &updates)
+        # Between segments the GIL is held: a Ctrl-C stops training after the current batch,
+        # with parameters, optimizer state and the counts above all consistent.
+        try:
+            PyErr_CheckSignals()
+        except KeyboardInterrupt:
+            status = INTERRUPTED
     return loss_sum, weight_sum, updates, status

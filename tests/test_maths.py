@@ -29,16 +29,10 @@ def make_problem(rng, n=7, d=4, hidden=(5, 3), k=3, output="softmax"):
 
 
 def fitted_model(X, Y, Ws, bs, activation, output, loss, **kw):
-    """A model holding exactly (Ws, bs): trained zero steps is not allowed, so build it."""
-    from mlpcore._model import MLP
-    from mlpcore._targets import Targets
-
-    model = MLP((X.shape[1], *[W.shape[1] for W in Ws]), activation=activation, output=output,
-                loss=loss, dtype=np.float64,
-                targets=Targets("regression", None, Y.shape[1]), **kw)
-    from mlpcore._initializers import from_arrays
-
-    from_arrays(model._network, model._theta, (Ws, bs))
+    """A model holding exactly (Ws, bs), built for (X, Y) but not trained."""
+    model = mlpcore.MLP([W.shape[1] for W in Ws[:-1]], activation=activation, output=output,
+                        loss=loss, init=(Ws, bs), **kw)
+    model.build(X, Y)
     return model
 
 
