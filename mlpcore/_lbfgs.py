@@ -61,7 +61,7 @@ def run_lbfgs(trainer, X, Y, sw, max_iter, validation):
                        callback=after_iteration,
                        options={"maxiter": max_iter, "maxfun": opt.max_fun,
                                 "gtol": 1e-5 if model.tol is None else model.tol,
-                                "maxcor": opt.history_size})
+                                "maxcor": opt.history_size, "ftol": opt.ftol})
     except KeyboardInterrupt:
         result.stop_reason = "interrupted"
         warnings.warn("training interrupted by the user", TrainingInterruptedWarning,

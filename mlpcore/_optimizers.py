@@ -152,17 +152,21 @@ class LBFGS(Optimizer):
         Maximum number of loss-and-gradient evaluations.
     history_size : int
         Number of correction pairs kept (scipy's ``maxcor``).
+    ftol : float
+        Stop when the relative decrease of the loss in an iteration falls below ``ftol``
+        (scipy's default); 0 disables this test, leaving ``tol`` on the gradient.
     """
 
     rule = "lbfgs"
     stochastic = False
 
-    def __init__(self, max_fun=15000, history_size=10):
+    def __init__(self, max_fun=15000, history_size=10, ftol=2.220446049250313e-09):
         from mlpcore._validation import check_int
 
         self.learning_rate = None
         self.max_fun = check_int(max_fun, "max_fun", minimum=1)
         self.history_size = check_int(history_size, "history_size", minimum=1)
+        self.ftol = check_positive_float(ftol, "ftol", allow_zero=True)
         self.state = []
         self.t = 0
 
@@ -170,7 +174,7 @@ class LBFGS(Optimizer):
         raise TypeError("L-BFGS does not run through the epoch loop")
 
     def get_config(self):
-        return {"max_fun": self.max_fun, "history_size": self.history_size}
+        return {"max_fun": self.max_fun, "history_size": self.history_size, "ftol": self.ftol}
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adam": Adam,
