@@ -54,7 +54,7 @@ def numpy_steps(rule, X, Y, Ws, bs, steps, batch, lr, momentum=0.9, beta1=0.9, b
 
 
 @pytest.mark.parametrize("rule", ["sgd", "momentum", "nesterov", "adam"])
-@pytest.mark.parametrize("batch", [None, 5])
+@pytest.mark.parametrize("batch", [None, 5, 1])
 def test_rule_matches_numpy_transcription(rng, rule, batch):
     X, y, Y, Ws, bs = problem(rng)
     lr = 0.01 if rule == "adam" else 0.1
