@@ -132,9 +132,14 @@ class MLP:
         self.targets = Targets.from_y(Y, self._requested_output, classes=classes)
         output = self._requested_output or (
             "softmax" if self.targets.task == "classification" else "identity")
-        loss = self._requested_loss or (
-            "cross_entropy" if self.targets.task == "classification" and output != "identity"
-            else "mse")
+        if self._requested_loss:
+            loss = self._requested_loss
+        elif output == "exp":
+            loss = "poisson"
+        elif self.targets.task == "classification" and output in ("softmax", "sigmoid"):
+            loss = "cross_entropy"
+        else:
+            loss = "mse"
         check_output_loss(output, loss)
         self.output, self.loss_name = output, loss
         self._network = _engine.Network(
@@ -178,6 +183,8 @@ class MLP:
         X = check_X(X, self.dtype, n_features=self.n_features)
         Ym = self.targets.encode(Y, self.dtype, X.shape[0])
         sw = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        if self.loss_name == "poisson" and (Ym < 0).any():
+            raise ValueError("Y has negative values, which the poisson loss does not allow")
         if self.class_weight is not None:
             sw = self.targets.apply_class_weight(self.class_weight, Ym, sw, self.dtype)
         return X, Ym, sw

@@ -13,6 +13,7 @@ cdef enum Activation:
     TANH = 2
     RELU = 3
     SOFTMAX = 4
+    EXP = 5        # output only: the Poisson mean exp(z)
 
 
 cdef inline floating fexp(floating x) noexcept nogil:
@@ -65,6 +66,9 @@ cdef inline void activate(floating* z, Py_ssize_t n, int act) noexcept nogil:
                 z[j] = 0
     elif act == SOFTMAX:
         softmax_row(z, n)
+    elif act == EXP:
+        for j in range(n):
+            z[j] = fexp(z[j])
 
 
 cdef inline floating derivative(floating a, int act) noexcept nogil:
@@ -102,10 +106,13 @@ cdef inline void bias_activation(floating* z, const floating* b, Py_ssize_t n_ro
             for j in range(n_cols):
                 v = row[j] + b[j]
                 row[j] = v if v > 0 else 0
-        else:  # SOFTMAX
+        elif act == SOFTMAX:
             for j in range(n_cols):
                 row[j] = row[j] + b[j]
             softmax_row(row, n_cols)
+        else:  # EXP
+            for j in range(n_cols):
+                row[j] = fexp(row[j] + b[j])
 
 
 cdef inline void mul_derivative(floating* delta, const floating* a, Py_ssize_t size,

@@ -18,18 +18,18 @@ import numpy as np
 
 from _blas cimport gemm
 from _activations cimport (
-    IDENTITY, SIGMOID, TANH, RELU, SOFTMAX, activate, bias_activation, derivative,
+    IDENTITY, SIGMOID, TANH, RELU, SOFTMAX, EXP, activate, bias_activation, derivative,
     mul_derivative,
 )
-from _losses cimport MSE, CROSS_ENTROPY, output_delta, sample_delta, sample_loss
+from _losses cimport MSE, CROSS_ENTROPY, POISSON, output_delta, sample_delta, sample_loss
 from _updates cimport (
     SGD, MOMENTUM, NESTEROV, ADAM, adam_step, momentum_step, sgd_step, update_row,
 )
 
 # The codes the Python layer uses to name activations, losses and update rules.
 HIDDEN_ACTIVATIONS = {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU}
-OUTPUT_ACTIVATIONS = {"identity": IDENTITY, "sigmoid": SIGMOID, "softmax": SOFTMAX}
-LOSSES = {"mse": MSE, "cross_entropy": CROSS_ENTROPY}
+OUTPUT_ACTIVATIONS = {"identity": IDENTITY, "sigmoid": SIGMOID, "softmax": SOFTMAX, "exp": EXP}
+LOSSES = {"mse": MSE, "cross_entropy": CROSS_ENTROPY, "poisson": POISSON}
 UPDATE_RULES = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "adam": ADAM}
 
 # Rows processed per forward/backward pass. A batch larger than this (full-batch gradient
@@ -73,6 +73,7 @@ cdef struct UpdateRule:
     double beta2
     double epsilon
     long long t         # Adam: updates taken so far
+    double penalty_sum  # sum over batches of the L2 term alpha/2 sum ||W||^2 in their loss
 
 
 cdef class Network:
@@ -100,8 +101,10 @@ cdef class Network:
             raise ValueError(f"unknown output activation code {output}")
         if loss not in LOSSES.values():
             raise ValueError(f"unknown loss code {loss}")
-        if loss == CROSS_ENTROPY and output == IDENTITY:
+        if loss == CROSS_ENTROPY and output not in (SIGMOID, SOFTMAX):
             raise ValueError("cross_entropy needs a 'sigmoid' or 'softmax' output")
+        if (loss == POISSON) != (output == EXP):
+            raise ValueError("the poisson loss goes with the 'exp' output, and only with it")
         self.sizes = sizes
         self.net.n_layers = len(sizes) - 1
         self.net.sizes = <Py_ssize_t*> malloc(len(sizes) * sizeof(Py_ssize_t))
@@ -388,6 +391,7 @@ cdef int run_batches(const Net* net, floating* theta, const floating* X, const f
                 w_b += sw[order[i] if order != NULL else i]
         if w_b > 0:
             loss_b = 0.5 * rule.alpha * l2_penalty(net, theta) if rule.alpha != 0 else 0
+            rule.penalty_sum += loss_b
             # Plain SGD on a batch that fits in one chunk writes its step straight into theta.
             fused = rule.kind == SGD and nb <= chunk
             cs = start
@@ -524,7 +528,7 @@ cdef int run_samples(const Net* net, floating* theta, const floating* X, const f
     cdef Py_ssize_t d = net.sizes[0], k = net.sizes[net.n_layers], start, row
     cdef Py_ssize_t stop = min(position[0] + sample_budget, n_samples)
     cdef floating w
-    cdef double loss
+    cdef double loss, penalty
     for start in range(position[0], stop):
         row = order[start] if order != NULL else start
         w = sw[row] if sw != NULL else 1
@@ -534,7 +538,9 @@ cdef int run_samples(const Net* net, floating* theta, const floating* X, const f
         loss = w * sample_loss(acts[net.n_layers - 1], Y + row * k, k, net.output, net.loss,
                                eps)
         if rule.alpha != 0:
-            loss += 0.5 * rule.alpha * l2_penalty(net, theta)
+            penalty = 0.5 * rule.alpha * l2_penalty(net, theta)
+            rule.penalty_sum += penalty
+            loss += penalty
         if not isfinite(loss):
             position[0] = start
             return DIVERGED
@@ -623,7 +629,9 @@ cdef int run_samples_blocked(const Net* net, floating* theta, const floating* X,
             loss = w * sample_loss(acts[net.n_layers - 1], Y + row * k, k, net.output,
                                    net.loss, eps)
             if rule.alpha != 0:
-                loss += 0.5 * rule.alpha * (penalty + l2_penalty(net, theta, 1))
+                q = 0.5 * rule.alpha * (penalty + l2_penalty(net, theta, 1))
+                rule.penalty_sum += q
+                loss += q
             if not isfinite(loss):
                 status = DIVERGED
                 done = t
@@ -825,7 +833,7 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
                 Py_ssize_t batch_size, str rule, double learning_rate, double alpha=0.0,
                 double momentum=0.0, double beta1=0.9, double beta2=0.999,
                 double epsilon=1e-8, floating[::1] state1=None, floating[::1] state2=None,
-                long long t=0):
+                long long t=0, double[::1] penalty_out=None):
     """Train for one epoch in place: every batch is forward, backprop, update, without the GIL.
 
     Parameters
@@ -848,6 +856,8 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
         Velocity (momentum, nesterov) or first and second moments (adam), updated in place.
     t : int
         Adam updates taken before this epoch.
+    penalty_out : float64 ndarray of shape (1,), optional
+        Receives the part of loss_sum that is the L2 term (for losses reported without it).
 
     Returns
     -------
@@ -892,6 +902,7 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
     r.beta2 = beta2
     r.epsilon = epsilon
     r.t = t
+    r.penalty_sum = 0
     if r.kind != SGD:
         if state1 is None or state1.shape[0] != n_params:
             raise ValueError(f"rule {rule!r} needs state1 of shape ({n_params},)")
@@ -946,4 +957,6 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
             PyErr_CheckSignals()
         except KeyboardInterrupt:
             status = INTERRUPTED
+    if penalty_out is not None:
+        penalty_out[0] = r.penalty_sum
     return loss_sum, weight_sum, updates, status
