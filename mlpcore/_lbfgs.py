@@ -14,6 +14,7 @@ import numpy as np
 
 from mlpcore import _engine
 from mlpcore._stopping import PlateauMonitor
+from mlpcore._threads import blas_threads
 
 
 def run_lbfgs(trainer, X, Y, sw, max_iter, validation):
@@ -56,12 +57,14 @@ def run_lbfgs(trainer, X, Y, sw, max_iter, validation):
             raise StopIteration
 
     x0 = theta.astype(np.float64)
+    threads = blas_threads(model.n_threads, min(X.shape[0], _engine.CHUNK_ROWS), model.sizes)
     try:
-        res = minimize(loss_and_gradient, x0, jac=True, method="L-BFGS-B",
-                       callback=after_iteration,
-                       options={"maxiter": max_iter, "maxfun": opt.max_fun,
-                                "gtol": 1e-5 if model.tol is None else model.tol,
-                                "maxcor": opt.history_size, "ftol": opt.ftol})
+        with threads:
+            res = minimize(loss_and_gradient, x0, jac=True, method="L-BFGS-B",
+                           callback=after_iteration,
+                           options={"maxiter": max_iter, "maxfun": opt.max_fun,
+                                    "gtol": 1e-5 if model.tol is None else model.tol,
+                                    "maxcor": opt.history_size, "ftol": opt.ftol})
     except KeyboardInterrupt:
         result.stop_reason = "interrupted"
         warnings.warn("training interrupted by the user", TrainingInterruptedWarning,

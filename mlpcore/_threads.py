@@ -2,11 +2,11 @@
 
 The engine calls SciPy's BLAS (through ``scipy.linalg.cython_blas``), which PyPI wheels ship
 as their own OpenBLAS, separate from NumPy's. threadpoolctl limits both. The default is
-chosen by batch size: a second thread speeds up large products (full batches, batches of 64
-and more) but makes the small ones of SGD and small mini-batches slower, since the worker
-thread spends its time synchronising; on a machine where another process keeps the cores
-busy, spinning BLAS threads can be much slower still. Users can always cap the count,
-either with ``n_threads=`` or around any call::
+chosen by the work in one matrix product: a second thread speeds up large products (full
+batches, wide layers) but makes small ones slower, since the worker thread spends its time
+synchronising; on a machine where another process keeps the cores busy, spinning BLAS
+threads can be many times slower still. Users can always cap the count, either with
+``n_threads=`` or around any call::
 
     from threadpoolctl import threadpool_limits
     with threadpool_limits(limits=1, user_api="blas"):
@@ -15,8 +15,9 @@ either with ``n_threads=`` or around any call::
 
 import contextlib
 
-# Batches below this many rows train with one BLAS thread unless the user says otherwise.
-SINGLE_THREAD_BELOW_ROWS = 64
+# Products with fewer multiply-adds than this (batch rows x fan_in x fan_out of the widest
+# layer) run on one BLAS thread unless the user says otherwise: about a millisecond of work.
+SINGLE_THREAD_BELOW_MACS = 1 << 22
 
 _controller = None
 
@@ -30,18 +31,23 @@ def _threadpool_controller():
     return _controller
 
 
-def blas_threads(n_threads, batch_rows):
-    """A context manager limiting BLAS threads for a fit with batches of ``batch_rows``.
+def blas_threads(n_threads, batch_rows, sizes):
+    """A context manager limiting BLAS threads for training on batches of ``batch_rows``.
 
     Parameters
     ----------
     n_threads : int or None
-        Explicit thread count, or None for the default: 1 below
-        ``SINGLE_THREAD_BELOW_ROWS`` rows per batch, BLAS's own setting otherwise.
+        Explicit thread count, or None for the default: 1 when one product of the widest
+        layer has fewer than ``SINGLE_THREAD_BELOW_MACS`` multiply-adds, BLAS's own
+        setting otherwise.
     batch_rows : int
+        Rows per forward/backward pass (the batch, at most the engine's chunk).
+    sizes : sequence of int
+        Layer widths (D, M_1, ..., K).
     """
     if n_threads is None:
-        if batch_rows >= SINGLE_THREAD_BELOW_ROWS:
+        widest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+        if batch_rows * widest >= SINGLE_THREAD_BELOW_MACS:
             return contextlib.nullcontext()
         n_threads = 1
     return _threadpool_controller().limit(limits=n_threads, user_api="blas")

@@ -144,7 +144,7 @@ class Trainer:
         result = TrainingResult()
         best_theta = [None]
         started = time.perf_counter()
-        with blas_threads(model.n_threads, batch):
+        with blas_threads(model.n_threads, min(batch, _engine.CHUNK_ROWS), model.sizes):
             try:
                 self._epochs(X, Y, sw, epochs, batch, validation, incremental, workspace,
                              monitors, result, best_theta, started)
