@@ -16,7 +16,7 @@ from cpython.exc cimport PyErr_CheckSignals
 
 import numpy as np
 
-from _blas cimport gemm
+from _blas cimport gemm, sumsq
 from _activations cimport (
     IDENTITY, SIGMOID, TANH, RELU, SOFTMAX, EXP, activate, bias_activation, derivative,
     mul_derivative,
@@ -115,6 +115,9 @@ cdef class Network:
         for i in range(len(sizes)):
             self.net.sizes[i] = sizes[i]
         for i in range(self.net.n_layers):
+            if sizes[i] * sizes[i + 1] >= 2 ** 31:  # BLAS takes 32-bit sizes
+                raise ValueError(f"layer {i + 1} would have {sizes[i] * sizes[i + 1]} weights; "
+                                 "mlpcore supports fewer than 2**31 per layer")
             self.net.w_off[i] = off
             off += sizes[i] * sizes[i + 1]
             self.net.b_off[i] = off
@@ -298,11 +301,10 @@ cdef void gather_rows(floating* dst, const floating* src, const Py_ssize_t* rows
 cdef double l2_penalty(const Net* net, const floating* theta,
                        Py_ssize_t first_layer=0) noexcept nogil:
     """sum_l ||W_l||^2 over layers l >= first_layer (biases excluded), accumulated in double."""
-    cdef Py_ssize_t l, i
+    cdef Py_ssize_t l
     cdef double total = 0
     for l in range(first_layer, net.n_layers):
-        for i in range(net.w_off[l], net.b_off[l]):
-            total += <double> theta[i] * theta[i]
+        total += sumsq(theta + net.w_off[l], <int> (net.b_off[l] - net.w_off[l]))
     return total
 
 
