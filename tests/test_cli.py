@@ -374,3 +374,24 @@ def test_live_progress_and_validation_when_fit_has_callback(blobs_csv, tmp_path,
     assert re.search(r"^epoch 3/3  loss [0-9.]+  val loss [0-9.]+  val acc [0-9.]+ +0\.03 s$",
                      out, re.M), out
     assert "printed after training" not in out
+
+
+def test_checkpointed_training_is_the_same_as_one_run():
+    """compare-methods' chunked runs: bit-for-bit one uninterrupted epoch over the same order,
+    and its J is model.loss."""
+    import argparse
+
+    X, y = load_digits()
+    X, Y = X[:300] / 16, np.eye(10)[y[:300]]
+    opts = argparse.Namespace(hidden=(8,), learning_rate=3.0, epochs=1, points_per_epoch=4,
+                              seed=0)
+    init = _cli._glorot_sigmoid((64, 8, 10), np.random.default_rng(0))
+    J0 = _cli._initial_cost(X, Y, init, opts)
+    for batch in (1, 32, None):
+        points = _cli._checkpointed_costs(X, Y, init, batch, J0, opts)
+        assert points[0, 1] == J0 and points[-1, 0] == 1.0
+        assert len(points) == (2 if batch is None else 5)
+        order = np.random.default_rng(1).permutation(300) if batch else np.arange(300)
+        whole = _cli._compare_fit(X[order], Y[order], init, batch, opts)
+        assert points[-1, 1] == _cli._cost(whole, X, Y)
+        assert _cli._cost(whole, X, Y) == pytest.approx(whole.loss(X, Y), rel=1e-12)
