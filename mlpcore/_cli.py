@@ -30,16 +30,18 @@ EXIT_DATA = 1
 EXIT_USAGE = 2
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam") + (
+    ("lbfgs",) if hasattr(mlpcore, "LBFGS") else ())
+SCHEDULES = ("constant", "invscaling", "adaptive")
 
 # The digits job's settings, chosen for >= 97% test accuracy in about a second on 2 cores
 # (see docs/cli.md): a wide ReLU layer trained by Adam on mini-batches, a little L2, float32
 # (same accuracy as float64 here, about 1.5x faster).
 DIGITS_DEFAULTS = dict(hidden=(512,), activation="relu", optimizer="adam", batch_size=32,
-                       epochs=40, learning_rate=0.001, alpha=0.01, seed=0, dtype="float32")
+                       epochs=40, learning_rate=None, alpha=0.01, seed=0, dtype="float32")
 # `mlpcore train`'s defaults: mlpcore.fit's own.
 TRAIN_DEFAULTS = dict(hidden=(100,), activation="sigmoid", optimizer="sgd", batch_size="auto",
-                      epochs=100, learning_rate=0.1, alpha=0.0, seed=None, dtype=None)
+                      epochs=100, learning_rate=None, alpha=0.0, seed=None, dtype=None)
 # compare-methods: the tutorial's network (sigmoid units, J = 1/(2N) sum (a - y)^2).
 COMPARE_DEFAULTS = dict(hidden=(30,), epochs=100, learning_rate=3.0, batch_size=32,
                         points_per_epoch=10, seed=0)
@@ -64,6 +66,18 @@ class _Parser(argparse.ArgumentParser):
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     def __init__(self, prog):
         super().__init__(prog, max_help_position=30)
+
+
+def _text(text, width=80):
+    """Dedent ``text`` and re-fill its paragraphs (indented blocks are kept as they are)."""
+    out = []
+    for para in textwrap.dedent(text).strip("\n").split("\n\n"):
+        lines = para.splitlines()
+        if any(line.startswith(" ") for line in lines):
+            out.append(para)
+        else:
+            out.append(textwrap.fill(" ".join(line.strip() for line in lines), width))
+    return "\n\n".join(out)
 
 
 def _hidden(text):
@@ -171,7 +185,10 @@ def _add_fit_options(p, defaults):
                    help=f"passes over the training data (default {defaults['epochs']})")
     g.add_argument("--learning-rate", "--lr", type=_positive_float,
                    default=defaults["learning_rate"], metavar="RATE",
-                   help=f"step size (default {defaults['learning_rate']:g})")
+                   help="step size (default " + (
+                       "0.1, or 0.001 for adam; not used by lbfgs)"
+                       if defaults["learning_rate"] is None else
+                       f"{defaults['learning_rate']:g})"))
     g.add_argument("--alpha", type=_nonnegative_float, default=defaults["alpha"], metavar="A",
                    help=f"L2 penalty on the weights (default {defaults['alpha']:g})")
     g.add_argument("--seed", type=int, default=defaults["seed"], metavar="N",
@@ -228,7 +245,7 @@ def build_parser():
     p = sub.add_parser(
         "digits", formatter_class=_Formatter,
         help="train on the built-in digits and report (the demo)",
-        description=textwrap.dedent(f"""\
+        description=_text(f"""\
             Train on the 1,797 built-in 8x8 handwritten digits and report.
 
             The digits are split 75/25 into training and test sets, stratified by class and
@@ -236,7 +253,7 @@ def build_parser():
             the saved model folds that scaling into its first layer, so it takes raw 0..16
             pixels like load_digits() returns them. The default network is
             64-{_show_hidden(d['hidden'])}-10 with {d['activation']} hidden units and a softmax
-            output, trained by {d['optimizer']} (learning rate {d['learning_rate']:g}) on
+            output, trained by {d['optimizer']} (learning rate 0.001) on
             mini-batches of {d['batch_size']} for {d['epochs']} epochs with L2 alpha {d['alpha']:g}.
             Prints the loss of every epoch, the test accuracy, the confusion matrix and the
             time taken, and saves the model."""),
@@ -259,7 +276,7 @@ def build_parser():
     p = sub.add_parser(
         "train", formatter_class=_Formatter,
         help="train on a CSV, NPZ or IDX file and save the model",
-        description=textwrap.dedent("""\
+        description=_text("""\
             Train a network on a data file and save the model.
 
             DATA is a CSV file with a header row (name the label column with --target; every
@@ -294,12 +311,18 @@ def build_parser():
                    help="hold out this fraction of the rows (stratified for classification) "
                         "and report the validation score")
     g.add_argument("--early-stopping", action="store_true",
-                   help="stop when the validation score stops improving (needs a "
-                        "mlpcore.fit with early_stopping)")
-    g.add_argument("--patience", type=_positive_int, default=None, metavar="N",
-                   help="with --early-stopping: epochs without improvement before stopping")
+                   help="stop when the validation loss stops improving and keep the best "
+                        "epoch's weights (validation: --validation-split, else fit's own 10%%)")
     g.add_argument("--tol", type=_nonnegative_float, default=None, metavar="T",
-                   help="with --early-stopping: the smallest change counted as improvement")
+                   help="stop when the training loss (the validation loss with "
+                        "--early-stopping) has not improved by more than T for --patience "
+                        "epochs")
+    g.add_argument("--patience", type=_positive_int, default=None, metavar="N",
+                   help="epochs without improvement before stopping (fit's default: 10)")
+    g.add_argument("--schedule", choices=SCHEDULES, default=None,
+                   help="learning-rate schedule (fit's default: constant)")
+    g.add_argument("--class-weight", choices=("balanced",), default=None,
+                   help="weight classes inversely to their frequency")
     p.add_argument("-o", "--output", default="model.npz", metavar="PATH",
                    help="where to save the model (default model.npz)")
     _add_output_options(p)
@@ -308,7 +331,7 @@ def build_parser():
     # predict -----------------------------------------------------------------------------
     p = sub.add_parser(
         "predict", formatter_class=_Formatter, help="write a model's predictions as CSV",
-        description=textwrap.dedent("""\
+        description=_text("""\
             Write the predictions of a saved model for the rows of DATA as CSV (a header row,
             then one row per sample): column 'prediction' (a label or a value; regression
             with several outputs gives prediction_0, prediction_1, ...), and with --proba one
@@ -332,7 +355,7 @@ def build_parser():
     # evaluate ----------------------------------------------------------------------------
     p = sub.add_parser(
         "evaluate", formatter_class=_Formatter, help="score a model on labelled data",
-        description=textwrap.dedent("""\
+        description=_text("""\
             Score a saved model on labelled data. Classification: accuracy, the loss and the
             confusion matrix (rows: true label, columns: predicted label). Regression: R^2,
             mean squared error, root mean squared error and mean absolute error. DATA is a CSV
@@ -342,7 +365,8 @@ def build_parser():
             examples:
               mlpcore evaluate iris.npz test.csv --target species
               mlpcore evaluate model.npz test.npz
-              mlpcore evaluate mnist.npz t10k-images-idx3-ubyte.gz --labels t10k-labels-idx1-ubyte.gz"""))
+              mlpcore evaluate mnist.npz t10k-images-idx3-ubyte.gz \\
+                  --labels t10k-labels-idx1-ubyte.gz"""))
     p.add_argument("model", metavar="MODEL", help="a model file written by mlpcore")
     p.add_argument("data", metavar="DATA", help="CSV, NPZ or IDX images file")
     p.add_argument("--target", metavar="COLUMN", help="CSV: the column holding the targets")
@@ -354,7 +378,7 @@ def build_parser():
     p = sub.add_parser(
         "compare-methods", formatter_class=_Formatter,
         help="gradient descent vs SGD vs mini-batches: the convergence plot",
-        description=textwrap.dedent(f"""\
+        description=_text(f"""\
             Train the tutorial's network on the built-in digits (all 1,797, pixels / 16) three
             ways from the same initial weights, with the same learning rate and plain
             gradient-descent updates W <- W - rate * dJ/dW:
@@ -367,14 +391,16 @@ def build_parser():
             units and the cost J = 1/(2N) sum (a - y)^2 against one-hot targets.
 
             What is plotted: J on the whole training set, measured after every epoch for
-            gradient descent and --points-per-epoch times per epoch for the other two (each
-            method runs as consecutive mlpcore.fit calls of a slice of the epoch's shuffled
-            samples, continuing from the previous weights with init=; with the plain update
-            rule this is the same training as one long run). Left panel: J against epochs;
-            right panel: J against the seconds spent training (the J measurements are not
-            counted; the small per-call overhead of mlpcore.fit is). The per-epoch loss in
-            model.history averages the batch losses over an epoch and would hide SGD's noise,
-            hence the measurements.
+            gradient descent and --points-per-epoch times per epoch for the other two. To
+            measure inside an epoch, each method runs as consecutive mlpcore.fit calls on
+            slices of the epoch's shuffled samples, each continuing from the previous
+            weights with init=; with the plain update rule this is exactly the training of
+            one uninterrupted run over the same order. Left panel: J against epochs. Right
+            panel: the same J against seconds of training, timed on a separate
+            uninterrupted fit of each method (one BLAS thread for all three), so neither
+            the J measurements nor the per-call overhead of the sliced runs counts. (The
+            per-epoch loss in model.history averages the batch losses of an epoch, which
+            would hide SGD's noise; hence the measurements.)
 
             Writes a PNG with two panels. matplotlib is optional: without it (pip install
             'mlpcore[plot]') the numbers are printed as a table instead."""),
@@ -529,6 +555,17 @@ class _EpochPrinter:
         return None
 
 
+def _resolve_learning_rate(opts):
+    """Fill in ``opts.learning_rate``: as given, else fit's defaults (0.1; 0.001 for Adam);
+    None for L-BFGS, which takes no step size."""
+    if opts.optimizer == "lbfgs":
+        if opts.learning_rate is not None:
+            raise CLIError("--learning-rate does not apply to --optimizer lbfgs", EXIT_USAGE)
+        return
+    if opts.learning_rate is None:
+        opts.learning_rate = 0.001 if opts.optimizer == "adam" else 0.1
+
+
 def _describe_network(sizes, task, opts, n_train, dtype):
     """One line: layer sizes, units, loss, optimizer and the training schedule."""
     output, loss = ("softmax", "cross_entropy") if task == "classification" else ("identity", "mse")
@@ -538,9 +575,37 @@ def _describe_network(sizes, task, opts, n_train, dtype):
     hidden = f"{opts.activation} hidden units, " if len(sizes) > 2 else ""
     seed = "unseeded" if opts.seed is None else f"seed {opts.seed}"
     dtype = opts.dtype or ("float32" if dtype == np.float32 else "float64")
+    if opts.optimizer == "lbfgs":
+        rule = f"lbfgs, at most {opts.epochs} iterations"
+    else:
+        rule = (f"{opts.optimizer}, learning rate {opts.learning_rate:g}, {batch}, "
+                f"{opts.epochs} epochs")
     return (f"network {'-'.join(map(str, sizes))}: {hidden}{output} output, {loss} loss; "
-            f"{opts.optimizer}, learning rate {opts.learning_rate:g}, {batch}, "
-            f"{opts.epochs} epochs, L2 alpha {opts.alpha:g}, {seed}, {dtype}")
+            f"{rule}, L2 alpha {opts.alpha:g}, {seed}, {dtype}")
+
+
+def _optional_fit_keywords(opts, params=None):
+    """The keywords of the flags that need a newer mlpcore.fit; usage errors if unsupported."""
+    params = _fit_parameters() if params is None else params
+    early = getattr(opts, "early_stopping", False)
+    tol = getattr(opts, "tol", None)
+    optional = (("--early-stopping", "early_stopping", True if early else None),
+                ("--tol", "tol", tol),
+                ("--patience", "n_iter_no_change", getattr(opts, "patience", None)),
+                ("--schedule", "schedule", getattr(opts, "schedule", None)),
+                ("--class-weight", "class_weight", getattr(opts, "class_weight", None)))
+    kwargs = {}
+    for flag, keyword, value in optional:
+        if value is None:
+            continue
+        if keyword not in params:
+            raise CLIError(f"{flag} needs mlpcore.fit({keyword}=...), which this version of "
+                           "mlpcore does not have", EXIT_USAGE)
+        if keyword == "n_iter_no_change" and not (early or tol is not None):
+            raise CLIError("--patience only applies with --early-stopping or --tol",
+                           EXIT_USAGE)
+        kwargs[keyword] = value
+    return kwargs
 
 
 def _fit(X, y, opts, *, progress, validation=None):
@@ -554,19 +619,7 @@ def _fit(X, y, opts, *, progress, validation=None):
                   batch_size=opts.batch_size, epochs=opts.epochs,
                   learning_rate=opts.learning_rate, alpha=opts.alpha, seed=opts.seed,
                   dtype=opts.dtype, n_threads=opts.threads)
-    early = getattr(opts, "early_stopping", False)
-    for flag, keyword, value in (("--early-stopping", "early_stopping", early or None),
-                                 ("--patience", "n_iter_no_change",
-                                  getattr(opts, "patience", None)),
-                                 ("--tol", "tol", getattr(opts, "tol", None))):
-        if value is None:
-            continue
-        if keyword not in params:
-            raise CLIError(f"{flag} needs mlpcore.fit({keyword}=...), which this version of "
-                           "mlpcore does not have yet", EXIT_USAGE)
-        if keyword != "early_stopping" and not early:
-            raise CLIError(f"{flag} only applies with --early-stopping", EXIT_USAGE)
-        kwargs[keyword] = value
+    kwargs.update(_optional_fit_keywords(opts, params))
     if validation is not None and "validation_data" in params:
         kwargs["validation_data"] = validation
     printer = _EpochPrinter(opts.epochs) if progress else None
@@ -722,6 +775,7 @@ def cmd_digits(args):
          f"split seed {args.split_seed})")
     _out("inputs: pixels 0..16 divided by 16 to lie in 0..1 (the saved model folds this "
          "into its first layer and takes raw pixels)")
+    _resolve_learning_rate(args)
     _out(_describe_network((X.shape[1], *args.hidden, 10), "classification", args, len(ytr),
                            X.dtype))
     model, seconds = _fit(Xtr, ytr, args, progress=_show_progress(args, default_on=True))
@@ -746,6 +800,8 @@ def cmd_digits(args):
 
 def cmd_train(args):
     """``mlpcore train``: train on a file and save the model."""
+    _resolve_learning_rate(args)
+    _optional_fit_keywords(args)  # usage errors before any data is read
     X, y, info = _load_data(args.data, target=args.target, labels=args.labels,
                             require_target=True, task=args.task)
     try:
@@ -814,6 +870,9 @@ def cmd_train(args):
     loss = model.history["loss"]
     if loss:
         _out(f"final training loss {_num(loss[-1])} after {len(loss)} epochs")
+    if len(loss) < args.epochs and (args.early_stopping or args.tol is not None):
+        kept = " (the best epoch's weights are kept)" if args.early_stopping else ""
+        _out(f"stopped early after {len(loss)} of {args.epochs} epochs{kept}")
     if Xva is not None:
         score = model.score(Xva, yva)
         if task == "classification":

@@ -313,8 +313,9 @@ def files(tmp_path, blobs_csv):
     (["train", "blobs.csv", "--target", "species", "--batch-size", "0"], 2, ["--batch-size"]),
     (["train", "blobs.csv", "--target", "species", "--validation-split", "1.5"], 2,
      ["--validation-split", "between 0 and 1"]),
-    (["train", "blobs.csv", "--target", "species", "--optimizer", "lbfgs"], 2,
-     ["invalid choice: 'lbfgs'"]),
+    (["train", "blobs.csv", "--target", "species", "--optimizer", "rmsprop"], 2,
+     ["invalid choice: 'rmsprop'"]),
+    (["train", "blobs.csv", "--target", "species", "--patience", "3"], 2, ["--patience"]),
     (["train"], 2, ["the following arguments are required: DATA"]),
     (["frobnicate"], 2, ["invalid choice"]),
     (["--no-such-option"], 2, ["unrecognized arguments"]),
@@ -343,6 +344,22 @@ def test_early_stopping_needs_the_fit_keyword(blobs_csv, capsys):
     status = _cli.main(["train", str(blobs_csv), "--target", "species", "--early-stopping"])
     assert status == 2
     assert "early_stopping" in capsys.readouterr().err
+
+
+FIT_PARAMETERS = inspect.signature(mlpcore.fit).parameters
+
+
+@pytest.mark.skipif(not {"callback", "validation_data", "early_stopping"} <= set(FIT_PARAMETERS),
+                    reason="fit has no callback/validation_data/early_stopping yet")
+def test_live_progress_validation_and_early_stopping(cli, blobs_csv, tmp_path):
+    proc = cli("train", blobs_csv, "--target", "species", "--hidden", "8", "--epochs", "400",
+               "--optimizer", "adam", "--learning-rate", "0.01", "--validation-split", "0.2",
+               "--early-stopping", "--tol", "1e-3", "--patience", "3", "--seed", "0", "--progress",
+               "--output", tmp_path / "m.npz")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^epoch +1/400  loss [0-9.]+  val loss [0-9.]+  val acc [0-9.]+ +[0-9.]+ s$",
+                     proc.stdout, re.M), proc.stdout
+    assert re.search(r"stopped early after \d+ of 400 epochs", proc.stdout)
 
 
 def test_live_progress_and_validation_when_fit_has_callback(blobs_csv, tmp_path, monkeypatch,

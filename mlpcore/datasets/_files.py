@@ -337,7 +337,8 @@ def load_dataset(path, *, target=None, labels=None, require_target=True, task="a
             with _open_text(path) as f:
                 first = f.readline()
             columns = [c.strip() for c in first.strip().split(_delimiter(first))]
-            shown = ", ".join(repr(c) for c in columns[:12]) + (", ..." if len(columns) > 12 else "")
+            shown = ", ".join(repr(c) for c in columns[:12])
+            shown += ", ..." if len(columns) > 12 else ""
             raise ValueError(f"{name}: name the target column with --target (the columns are "
                              f"{shown})")
         X, y, names = load_csv(path, target, task=task)
