@@ -519,6 +519,8 @@ def _fold_output_scaling(model, shift, scale):
 
 def _num(x):
     """A loss or score for display: 4 decimals, or 4 significant digits when large."""
+    if x is None:
+        return "n/a"
     return f"{x:.4f}" if abs(x) < 1e4 else f"{x:.4g}"
 
 
@@ -765,6 +767,7 @@ def cmd_digits(args):
     """``mlpcore digits``: the demo on the embedded digits."""
     from mlpcore.datasets import load_digits
 
+    _resolve_learning_rate(args)
     X, y = load_digits()
     test = _stratified_holdout(y, 0.25, args.split_seed)
     scale = 16.0
@@ -775,19 +778,16 @@ def cmd_digits(args):
          f"split seed {args.split_seed})")
     _out("inputs: pixels 0..16 divided by 16 to lie in 0..1 (the saved model folds this "
          "into its first layer and takes raw pixels)")
-    _resolve_learning_rate(args)
     _out(_describe_network((X.shape[1], *args.hidden, 10), "classification", args, len(ytr),
                            X.dtype))
     model, seconds = _fit(Xtr, ytr, args, progress=_show_progress(args, default_on=True))
     _fold_input_scaling(model, np.zeros(X.shape[1]), np.full(X.shape[1], scale))
-    epochs_run = len(model.history["loss"])
-    _out(f"final training loss {_num(model.history['loss'][-1])} after {epochs_run} epochs")
+    loss = model.history["loss"]
+    epochs_run = len(loss)
+    if loss:
+        _out(f"final training loss {_num(loss[-1])} after {epochs_run} epochs")
     for line in _classification_report(model, Xte, yte):
-        if line.startswith("accuracy"):
-            line = "test " + line
-        elif line.startswith("loss"):
-            line = "test " + line
-        _out(line)
+        _out("test " + line if line.startswith(("accuracy", "loss")) else line)
     _out(f"training took {seconds:.2f} s ({seconds / max(epochs_run, 1) * 1000:.1f} ms per "
          "epoch)")
     if args.no_save:

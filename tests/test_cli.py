@@ -338,12 +338,30 @@ def test_version(tmp_path):
 
 
 # -- the fit keywords that are landing on main ------------------------------------------------
-@pytest.mark.skipif("early_stopping" in inspect.signature(mlpcore.fit).parameters,
-                    reason="fit has early_stopping")
-def test_early_stopping_needs_the_fit_keyword(blobs_csv, capsys):
-    status = _cli.main(["train", str(blobs_csv), "--target", "species", "--early-stopping"])
-    assert status == 2
-    assert "early_stopping" in capsys.readouterr().err
+def test_works_with_a_fit_that_lacks_the_new_keywords(blobs_csv, tmp_path, monkeypatch, cli):
+    """Before fit had callback/validation_data/early_stopping: losses printed after training,
+    the validation score computed at the end, and a usage error for --early-stopping."""
+    real_fit = mlpcore.fit
+
+    def old_fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
+                batch_size="auto", epochs=100, learning_rate=0.1, shuffle=True, seed=None,
+                dtype=None, init=None, optimizer="sgd", alpha=0.0, sample_weight=None,
+                n_threads=None):
+        return real_fit(X, Y, hidden, activation=activation, output=output, loss=loss,
+                        batch_size=batch_size, epochs=epochs, learning_rate=learning_rate,
+                        shuffle=shuffle, seed=seed, dtype=dtype, init=init,
+                        optimizer=optimizer, alpha=alpha, sample_weight=sample_weight,
+                        n_threads=n_threads)
+
+    monkeypatch.setattr(mlpcore, "fit", old_fit)
+    proc = cli("train", blobs_csv, "--target", "species", "--epochs", "3", "--hidden", "4",
+               "--validation-split", "0.2", "--progress", "--output", tmp_path / "m.npz")
+    assert proc.returncode == 0, proc.stderr
+    assert "(per-epoch losses from model.history, printed after training)" in proc.stdout
+    assert re.search(r"^epoch 3/3  loss [0-9.]+$", proc.stdout, re.M), proc.stdout
+    assert "validation accuracy" in proc.stdout
+    proc = cli("train", blobs_csv, "--target", "species", "--early-stopping")
+    assert_one_line_error(proc, 2, "--early-stopping needs mlpcore.fit(early_stopping=...)")
 
 
 FIT_PARAMETERS = inspect.signature(mlpcore.fit).parameters
