@@ -13,6 +13,7 @@ from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy
 from libc.math cimport isfinite, sqrt, pow
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.pyport cimport PY_SSIZE_T_MAX
 
 import numpy as np
 
@@ -94,6 +95,12 @@ cdef class Network:
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must hold at least two positive widths, got {sizes}")
+        # Offsets are Py_ssize_t: refuse (in Python integers, before any C arithmetic) a
+        # network whose parameter count, or the byte size of theta, could overflow them.
+        total = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+        if total * 8 > PY_SSIZE_T_MAX:
+            raise ValueError(f"layer widths {sizes} give {total} parameters, more than can "
+                             "be addressed")
         if hidden not in HIDDEN_ACTIVATIONS.values():
             raise ValueError(f"unknown hidden activation code {hidden}")
         if output not in OUTPUT_ACTIVATIONS.values():
@@ -173,6 +180,8 @@ cdef class Workspace:
             raise TypeError(f"Workspace dtype must be float32 or float64, got {self.dtype}")
         if rows < 1:
             raise ValueError("Workspace needs at least one row")
+        if int(max(rows, GRAM_BLOCK)) * max(network.sizes) * 8 > PY_SSIZE_T_MAX:
+            raise ValueError(f"a Workspace of {rows} rows is too large to address")
         itemsize = self.dtype.itemsize
         self.rows = rows
         self.n_layers = n_layers
