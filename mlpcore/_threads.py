@@ -14,11 +14,20 @@ either with ``n_threads=`` or around any call::
 """
 
 import contextlib
+import threading
 
 # Batches below this many rows train with one BLAS thread unless the user says otherwise.
 SINGLE_THREAD_BELOW_ROWS = 64
 
 _controller = None
+
+# BLAS thread counts are process-wide. A limit records the count it found and restores it on
+# exit, so two fits limiting at overlapping times in two Python threads would restore out of
+# order and could leave every later BLAS call in the process (NumPy's too) on the limited
+# count. Only one fit at a time therefore holds a limit: a fit starting while another one
+# holds it runs under that limit, and the holder restores the original count when it ends.
+_limit_lock = threading.Lock()
+_limit_held = False
 
 
 def _threadpool_controller():
@@ -44,4 +53,22 @@ def blas_threads(n_threads, batch_rows):
         if batch_rows >= SINGLE_THREAD_BELOW_ROWS:
             return contextlib.nullcontext()
         n_threads = 1
-    return _threadpool_controller().limit(limits=n_threads, user_api="blas")
+    return _exclusive_limit(n_threads)
+
+
+@contextlib.contextmanager
+def _exclusive_limit(n_threads):
+    global _limit_held
+    controller = _threadpool_controller()
+    with _limit_lock:
+        holder = not _limit_held
+        _limit_held = True
+    if not holder:  # another fit holds a limit now; it will restore the original count
+        yield
+        return
+    try:
+        with controller.limit(limits=n_threads, user_api="blas"):
+            yield
+    finally:
+        with _limit_lock:
+            _limit_held = False
