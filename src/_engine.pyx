@@ -160,6 +160,7 @@ cdef class Workspace:
     """
     cdef readonly Py_ssize_t rows
     cdef readonly object dtype
+    cdef readonly tuple sizes   # the layer widths of the network the buffers are sized for
     cdef Py_ssize_t n_layers
     cdef void** acts
     cdef void** deltas
@@ -184,6 +185,7 @@ cdef class Workspace:
             raise ValueError(f"a Workspace of {rows} rows is too large to address")
         itemsize = self.dtype.itemsize
         self.rows = rows
+        self.sizes = network.sizes
         self.n_layers = n_layers
         self.acts = <void**> _calloc(n_layers * sizeof(void*))
         self.deltas = <void**> _calloc(n_layers * sizeof(void*))
@@ -766,8 +768,10 @@ def loss_gradient(Network network, const floating[::1] theta, const floating[:, 
     rows = min(n, CHUNK_ROWS)
     if workspace is None:
         workspace = Workspace(network, rows, np.float32 if floating is float else np.float64)
-    elif workspace.rows < rows or workspace.dtype.itemsize != sizeof(floating):
-        raise ValueError("workspace is too small or has the wrong dtype")
+    elif (workspace.rows < rows or workspace.dtype.itemsize != sizeof(floating)
+          or workspace.sizes != network.sizes):
+        raise ValueError("workspace is too small, has the wrong dtype or another network's "
+                         "layer sizes")
     cdef floating** acts = <floating**> workspace.acts
     cdef floating** deltas = <floating**> workspace.deltas
     with nogil:
@@ -893,6 +897,9 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if workspace.rows < chunk or workspace.dtype.itemsize != sizeof(floating):
         raise ValueError("workspace is too small for this batch size or has the wrong dtype")
+    if workspace.sizes != network.sizes:
+        raise ValueError(f"workspace was made for layer sizes {workspace.sizes}, the network "
+                         f"has {network.sizes}")
     r.kind = UPDATE_RULES[rule]
     r.lr = learning_rate
     r.alpha = alpha

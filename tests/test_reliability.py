@@ -394,3 +394,24 @@ def test_divergence_in_fit_more_keeps_the_earlier_training():
         m.fit_more(XD * 100, YD * 1e4, epochs=5)
     assert np.isfinite(m._theta).all()
     assert m.history["loss"][:3] == history and np.isfinite(m.history["loss"]).all()
+
+
+# -- the engine's own boundary ------------------------------------------------------------------
+
+def test_engine_refuses_a_workspace_made_for_another_network():
+    small = _engine.Network((2, 2, 2), 1, 1, 0)
+    wide = _engine.Network((2, 2000, 2), 1, 1, 0)
+    workspace = _engine.Workspace(small, 32, np.float64)
+    Xe, Ye = RNG.random((64, 2)), RNG.random((64, 2))
+    theta = RNG.random(wide.n_params)
+    with pytest.raises(ValueError, match=r"workspace was made for layer sizes \(2, 2, 2\)"):
+        _engine.train_epoch(wide, workspace, theta, Xe, Ye, None, None, 32, "sgd", 0.1)
+    with pytest.raises(ValueError, match="another network's layer sizes"):
+        _engine.loss_gradient(wide, theta, Xe, Ye, None, 0.0, np.empty_like(theta), workspace)
+
+
+def test_engine_refuses_sizes_and_rows_it_cannot_address():
+    with pytest.raises(ValueError, match="more than can be addressed"):
+        _engine.Network((2**62, 4, 2), 1, 1, 0)  # 2**64 weights would wrap to 0
+    with pytest.raises(ValueError, match="too large to address"):
+        _engine.Workspace(_engine.Network((3, 4, 2), 1, 1, 0), 2**62, np.float64)
