@@ -283,9 +283,9 @@ def _build_model(meta, members, MLP, Targets, OPTIMIZERS):
     model.monitor = monitor
     optimizer = model.optimizer  # MLP keeps its own copy of the settings
 
+    if meta["dtype"] not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {meta['dtype']!r}")
     dtype = np.dtype(meta["dtype"])
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype {dtype}")
     if len(sizes) != len(model.hidden) + 2 or tuple(sizes[1:-1]) != model.hidden:
         raise ValueError("layer sizes do not match the settings")
     t = meta["targets"]

@@ -15,6 +15,9 @@ from mlpcore._validation import _as_numeric_array, check_finite
 
 def _as_array(a, name):
     """``np.asarray(a)``, with conversion failures (ragged lists, ...) naming the argument."""
+    if np.ma.isMaskedArray(a) and np.ma.is_masked(a):
+        raise ValueError(f"{name} is a masked array with masked entries; fill them or drop "
+                         "those rows")
     try:
         return np.asarray(a)
     except (ValueError, TypeError) as exc:

@@ -33,7 +33,8 @@ def working_dtype(X, dtype):
         if dt not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dt}")
         return dt
-    if getattr(X, "dtype", None) == np.float32:
+    dt = getattr(X, "dtype", None)
+    if isinstance(dt, np.dtype) and dt.kind == "f" and dt.itemsize == 4:  # either byte order
         return np.dtype(np.float32)
     return np.dtype(np.float64)
 

@@ -81,6 +81,8 @@ BAD_FIT_CALLS = [
      TypeError, r"X is a sparse matrix.*toarray"),
     ("X masked", lambda: fit(np.ma.masked_array(X, mask=X > 1)),
      ValueError, r"X is a masked array with masked entries"),
+    ("Y masked", lambda: fit(Y=np.ma.masked_array(Y, mask=Y == 2)),
+     ValueError, r"Y is a masked array with masked entries"),
     ("X ragged list", lambda: fit([[1.0, 2.0, 3.0], [4.0]] * 6),
      ValueError, r"X could not be converted"),
     ("Y ragged list", lambda: fit(Y=[[0], [1, 2]] * 6),
@@ -267,6 +269,7 @@ LAYOUTS = {
     "fortran memmap": lambda a, tmp: _memmap(tmp, np.asfortranarray(a)),
     "matrix": lambda a, tmp: np.asmatrix(a),
     "masked, nothing masked": lambda a, tmp: np.ma.masked_array(a),
+    "big-endian": lambda a, tmp: a.astype(a.dtype.newbyteorder(">")),
 }
 
 
