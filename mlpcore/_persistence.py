@@ -35,7 +35,7 @@ What loading checks
 Everything in the file is untrusted. Each member's ``.npy`` header is read first and its
 declared size compared with the bytes actually present, so no allocation is ever driven by
 a size the file merely claims; compressed members, object arrays and unknown ``.npy``
-versions are refused; the zip CRC of every member is verified. The metadata must have the
+versions are refused; the zip CRC of every array read is verified. The metadata must have the
 right types; the parameter vector must have exactly the length the layer sizes imply (checked
 before the network is built), its dtype, and finite values. Any failure raises ValueError
 naming the file and the problem.

@@ -8,6 +8,7 @@ fractional hidden width, unknown names, wrong init shapes, complex or object X) 
 repeated here; this battery adds the others.
 """
 
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -349,6 +350,43 @@ def test_other_layouts_are_copied_once(engine_inputs):
     first = engine_inputs["train"][0]
     assert first.flags.c_contiguous and not np.shares_memory(first, Xf)
     assert all(seen is first for seen in engine_inputs["train"])  # one conversion per fit
+
+
+def test_work_buffers_are_allocated_once_per_fit_and_sized_by_the_batch(monkeypatch):
+    made = []
+    real = _engine.Workspace
+
+    def recording_workspace(network, rows, dtype):
+        made.append(rows)
+        return real(network, rows, dtype)
+
+    monkeypatch.setattr(_engine, "Workspace", recording_workspace)
+    Xm = RNG.normal(size=(5000, 8))
+    ym = (Xm[:, 0] > 0).astype(int)
+    model = mlpcore.fit(Xm, ym, hidden=(6,), epochs=3, batch_size=16, seed=0)
+    assert made == [16]
+    model.fit_more(Xm, ym, epochs=2)
+    assert made == [16]  # reused
+    mlpcore.fit(Xm, ym, hidden=(6,), epochs=2, batch_size=None, seed=0)
+    assert made == [16, _engine.CHUNK_ROWS]  # full batches are processed in chunks
+
+
+def test_fit_allocates_no_copy_of_a_c_contiguous_x():
+    Xm = RNG.normal(size=(20_000, 50))  # 8 MB
+    ym = RNG.integers(0, 3, 20_000)
+    Xf = np.asfortranarray(Xm)
+    model = mlpcore.fit(Xm[:100], ym[:100], hidden=(16,), epochs=1, seed=0)
+    tracemalloc.start()
+    try:
+        model.fit(Xm, ym)  # NumPy reports its allocations to tracemalloc
+        in_place = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        model.fit(Xf, ym)
+        converted = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert in_place < 0.25 * Xm.nbytes  # labels, one-hot targets, shuffling order
+    assert Xm.nbytes < converted < 1.25 * Xm.nbytes  # exactly one C-contiguous copy
 
 
 # -- divergence ---------------------------------------------------------------------------------
