@@ -19,8 +19,8 @@ RNG = np.random.default_rng(7)
 X = RNG.normal(size=(3000, 20))
 Y = (X[:, :3] @ [1.0, -1.0, 0.5] > 0).astype(int) + (X[:, 3] > 1)
 
-# Different update rules, batch sizes (per-sample, under and over the 64-row BLAS threshold,
-# full batch), dtypes and L-BFGS, so concurrent fits exercise every engine path.
+# Different update rules, batch sizes (per-sample, small and large mini-batches, full batch),
+# dtypes and L-BFGS, so concurrent fits exercise every engine path and both BLAS defaults.
 CONFIGS = [
     dict(hidden=(16,), epochs=3, seed=1, batch_size=32),
     dict(hidden=(16, 8), epochs=3, seed=2, batch_size=128, optimizer="adam"),
