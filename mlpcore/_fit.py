@@ -18,12 +18,16 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
     Parameters
     ----------
     X : array-like of shape (N, D)
-        Inputs. Copied only if not already a C-contiguous array of the working dtype.
+        Inputs: finite real numbers. A C-contiguous array of the working dtype (see ``dtype``)
+        is used in place and never written to, read-only and memory-mapped arrays included;
+        anything else (lists, Fortran-ordered or strided arrays, integer, boolean or float16
+        values) is converted once into a C-contiguous copy. A validation split copies the
+        rows of each part.
     Y : array-like of shape (N,) or (N, K)
         Targets. 1-D integers, booleans or strings: classification (classes are the sorted
         unique labels; default output 'softmax', loss 'cross_entropy'). 2-D one-hot rows:
         classification over the K columns. Anything else: regression (default output
-        'identity', loss 'mse').
+        'identity', loss 'mse'). Class labels are encoded once into an (N, K) one-hot copy.
     hidden : int or tuple of int, default (100,)
         Widths of the hidden layers, e.g. ``(128, 64)``; ``()`` for none.
     activation : {'sigmoid', 'tanh', 'relu', 'identity'}, default 'sigmoid'
@@ -91,7 +95,11 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
         'val_score'). Returning False stops training.
     n_threads : int, optional
         BLAS threads while training; by default 1 for batches under 64 rows (where a second
-        thread only adds synchronisation) and BLAS's own default otherwise.
+        thread only adds synchronisation) and BLAS's own default otherwise. The count is
+        process-wide: when fits run at the same time in several Python threads, the first
+        to set a limit holds it until it ends, and the others run under it. To keep
+        concurrent fits from oversubscribing the cores, pass ``n_threads=1`` or train
+        inside ``threadpoolctl.threadpool_limits(limits=1, user_api="blas")``.
 
     Returns
     -------

@@ -344,7 +344,8 @@ class MLP:
 
     def predict(self, X):
         """Class labels (classification) or predicted values (regression) for X."""
-        return self.targets.decode(self.forward(X), self.output)
+        out = self.forward(X)  # first: it refuses an untrained model with NotFittedError
+        return self.targets.decode(out, self.output)
 
     def predict_proba(self, X):
         """Class probabilities, shape (N, n_classes), rows summing to 1 (classification only)."""

@@ -13,6 +13,17 @@ import numpy as np
 from mlpcore._validation import _as_numeric_array, check_finite
 
 
+def _as_array(a, name):
+    """``np.asarray(a)``, with conversion failures (ragged lists, ...) naming the argument."""
+    if np.ma.isMaskedArray(a) and np.ma.is_masked(a):
+        raise ValueError(f"{name} is a masked array with masked entries; fill them or drop "
+                         "those rows")
+    try:
+        return np.asarray(a)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from exc
+
+
 def _is_label_array(y):
     if y.dtype.kind in "biuUS":
         return True
@@ -64,11 +75,11 @@ class Targets:
         Y may not show them all.
         """
         if classes is not None:
-            Y = np.asarray(classes)
+            Y = _as_array(classes, "classes")
             if Y.ndim != 1 or not _is_label_array(Y):
                 raise ValueError("classes must be a 1-D array of labels (integers, booleans "
                                  "or strings)")
-        y = np.asarray(Y)
+        y = _as_array(Y, "Y")
         if y.ndim == 2 and y.shape[1] == 1 and _is_label_array(y):
             y = y.ravel()
         if y.ndim == 1 and _is_label_array(y):
@@ -108,7 +119,9 @@ class Targets:
             y = np.ascontiguousarray(y, dtype=dtype)
             check_finite(y, "Y")
             return y
-        y = np.asarray(Y)
+        y = _as_array(Y, "Y")
+        if y.ndim == 0:
+            raise ValueError("Y must be 1-D class labels or 2-D one-hot rows, got a scalar")
         if y.shape[0] != n_samples:
             raise ValueError(f"X has {n_samples} samples but Y has {y.shape[0]}")
         if self.one_hot:

@@ -14,12 +14,21 @@ threads can be many times slower still. Users can always cap the count, either w
 """
 
 import contextlib
+import threading
 
 # Products with fewer multiply-adds than this (batch rows x fan_in x fan_out of the widest
 # layer) run on one BLAS thread unless the user says otherwise: about a millisecond of work.
 SINGLE_THREAD_BELOW_MACS = 1 << 22
 
 _controller = None
+
+# BLAS thread counts are process-wide. A limit records the count it found and restores it on
+# exit, so two fits limiting at overlapping times in two Python threads would restore out of
+# order and could leave every later BLAS call in the process (NumPy's too) on the limited
+# count. Only one fit at a time therefore holds a limit: a fit starting while another one
+# holds it runs under that limit, and the holder restores the original count when it ends.
+_limit_lock = threading.Lock()
+_limit_held = False
 
 
 def _threadpool_controller():
@@ -50,4 +59,22 @@ def blas_threads(n_threads, batch_rows, sizes):
         if batch_rows * widest >= SINGLE_THREAD_BELOW_MACS:
             return contextlib.nullcontext()
         n_threads = 1
-    return _threadpool_controller().limit(limits=n_threads, user_api="blas")
+    return _exclusive_limit(n_threads)
+
+
+@contextlib.contextmanager
+def _exclusive_limit(n_threads):
+    global _limit_held
+    controller = _threadpool_controller()
+    with _limit_lock:
+        holder = not _limit_held
+        _limit_held = True
+    if not holder:  # another fit holds a limit now; it will restore the original count
+        yield
+        return
+    try:
+        with controller.limit(limits=n_threads, user_api="blas"):
+            yield
+    finally:
+        with _limit_lock:
+            _limit_held = False

@@ -13,6 +13,7 @@ from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy
 from libc.math cimport isfinite, sqrt, pow
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.pyport cimport PY_SSIZE_T_MAX
 
 import numpy as np
 
@@ -95,6 +96,12 @@ cdef class Network:
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must hold at least two positive widths, got {sizes}")
+        # Offsets are Py_ssize_t: refuse (in Python integers, before any C arithmetic) a
+        # network whose parameter count, or the byte size of theta, could overflow them.
+        total = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+        if total * 8 > PY_SSIZE_T_MAX:
+            raise ValueError(f"layer widths {sizes} give {total} parameters, more than can "
+                             "be addressed")
         if hidden not in HIDDEN_ACTIVATIONS.values():
             raise ValueError(f"unknown hidden activation code {hidden}")
         if output not in OUTPUT_ACTIVATIONS.values():
@@ -159,6 +166,7 @@ cdef class Workspace:
     """
     cdef readonly Py_ssize_t rows
     cdef readonly object dtype
+    cdef readonly tuple sizes   # the layer widths of the network the buffers are sized for
     cdef Py_ssize_t n_layers
     cdef void** acts
     cdef void** deltas
@@ -179,8 +187,11 @@ cdef class Workspace:
             raise TypeError(f"Workspace dtype must be float32 or float64, got {self.dtype}")
         if rows < 1:
             raise ValueError("Workspace needs at least one row")
+        if int(max(rows, GRAM_BLOCK)) * max(network.sizes) * 8 > PY_SSIZE_T_MAX:
+            raise ValueError(f"a Workspace of {rows} rows is too large to address")
         itemsize = self.dtype.itemsize
         self.rows = rows
+        self.sizes = network.sizes
         self.n_layers = n_layers
         self.acts = <void**> _calloc(n_layers * sizeof(void*))
         self.deltas = <void**> _calloc(n_layers * sizeof(void*))
@@ -767,8 +778,10 @@ def loss_gradient(Network network, const floating[::1] theta, const floating[:, 
     rows = min(n, CHUNK_ROWS)
     if workspace is None:
         workspace = Workspace(network, rows, np.float32 if floating is float else np.float64)
-    elif workspace.rows < rows or workspace.dtype.itemsize != sizeof(floating):
-        raise ValueError("workspace is too small or has the wrong dtype")
+    elif (workspace.rows < rows or workspace.dtype.itemsize != sizeof(floating)
+          or workspace.sizes != network.sizes):
+        raise ValueError("workspace is too small, has the wrong dtype or another network's "
+                         "layer sizes")
     cdef floating** acts = <floating**> workspace.acts
     cdef floating** deltas = <floating**> workspace.deltas
     with nogil:
@@ -896,6 +909,9 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if workspace.rows < chunk or workspace.dtype.itemsize != sizeof(floating):
         raise ValueError("workspace is too small for this batch size or has the wrong dtype")
+    if workspace.sizes != network.sizes:
+        raise ValueError(f"workspace was made for layer sizes {workspace.sizes}, the network "
+                         f"has {network.sizes}")
     r.kind = UPDATE_RULES[rule]
     r.lr = learning_rate
     r.alpha = alpha
