@@ -94,8 +94,9 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
         ``logs`` holds 'loss', 'lr', 'time' and, with validation, 'val_loss' and
         'val_score'). Returning False stops training.
     n_threads : int, optional
-        BLAS threads while training; by default 1 for batches under 64 rows (where a second
-        thread only adds synchronisation) and BLAS's own default otherwise. The count is
+        BLAS threads while training; by default 1 when one matrix product of the widest
+        layer is small (under about 4 million multiply-adds, where a second thread only adds
+        synchronisation) and BLAS's own default otherwise. The count is
         process-wide: when fits run at the same time in several Python threads, the first
         to set a limit holds it until it ends, and the others run under it. To keep
         concurrent fits from oversubscribing the cores, pass ``n_threads=1`` or train

@@ -157,16 +157,40 @@ class Trainer:
             model._theta[:] = best_theta[0]  # restore the best validation weights
         return result
 
+    def _snapshot(self):
+        opt = self.model.optimizer
+        return self.model._theta.copy(), [s.copy() for s in opt.state], opt.t
+
+    def _restore_finite(self, snapshots, X, Y, sw):
+        """Go back to the newest snapshot whose loss on (X, Y) is finite.
+
+        An epoch's updates can leave finite parameters whose loss overflows (in float32
+        especially), so the start of the diverging epoch is not always good enough.
+        """
+        model, opt = self.model, self.model.optimizer
+        for theta, state, t in reversed(snapshots):
+            model._theta[:] = theta
+            for s, old in zip(opt.state, state):
+                s[:] = old
+            opt.t = t
+            if math.isfinite(model._evaluate(X, Y, sw)[0]):
+                return
+
     def _epochs(self, X, Y, sw, epochs, batch, validation, incremental, workspace, monitors,
                 result, best_theta, started):
         model = self.model
         opt = model.optimizer
         n = X.shape[0]
+        # States to fall back to if the loss blows up, newest last: the start of this call
+        # and the starts of the last two epochs.
+        snapshots = []
         for _ in range(epochs):
             lr = model._schedule.rate(len(model.history["loss"]))
             # A full batch sums the same gradients in any order: no need to shuffle it.
             order = model._rng.permutation(n) if model.shuffle and batch < n else None
-            saved = (model._theta.copy(), [s.copy() for s in opt.state], opt.t)
+            snapshots.append(self._snapshot())
+            if len(snapshots) > 3:
+                del snapshots[1]
             loss_sum, weight_sum, updates, status = _engine.train_epoch(
                 model._network, workspace, model._theta, X, Y, sw, order, batch,
                 alpha=model.alpha, **opt.engine_args(lr))
@@ -181,16 +205,14 @@ class Trainer:
                 break
             if status == _engine.EPOCH_DIVERGED or not math.isfinite(loss) or not np.isfinite(
                     model._theta).all():
-                model._theta[:] = saved[0]
-                for s, old in zip(opt.state, saved[1]):
-                    s[:] = old
-                opt.t = saved[2]
+                self._restore_finite(snapshots, X, Y, sw)
                 result.stop_reason = "diverged"
                 warnings.warn(
                     f"training diverged in epoch {len(model.history['loss']) + 1}: the loss "
                     f"became NaN or infinite (learning rate {lr:g} is probably too large; "
-                    "try a smaller one). Training stopped; the model keeps the parameters "
-                    "from before that epoch.", TrainingDivergedWarning, stacklevel=5)
+                    "try a smaller one). Training stopped; the model keeps the last "
+                    "parameters whose training loss is finite.", TrainingDivergedWarning,
+                    stacklevel=5)
                 break
             model.samples_seen += n
             model._schedule.epoch_ended(model.samples_seen)

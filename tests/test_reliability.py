@@ -412,6 +412,8 @@ def test_divergence_stops_with_a_warning_and_finite_parameters(options):
     assert m.training_result.stop_reason == "diverged"
     assert all(np.isfinite(p).all() for p in _params(m) + list(m.optimizer.state))
     assert np.isfinite(m.history["loss"]).all() and len(m.history["loss"]) < 30
+    # Finite parameters are not enough: the model kept must have a finite loss and outputs.
+    assert np.isfinite(m.loss(XD, YD)) and np.isfinite(m.predict(XD)).all()
     epoch = int(str(record[0].message).split("epoch ")[1].split(":")[0])
     assert epoch == len(m.history["loss"]) + 1  # the epoch named is the one not kept
 
