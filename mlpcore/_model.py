@@ -14,6 +14,7 @@ from mlpcore._optimizers import make_optimizer
 from mlpcore._schedules import Schedule
 from mlpcore._splitting import validation_split
 from mlpcore._targets import Targets
+from mlpcore._threads import blas_threads
 from mlpcore._training import Trainer
 from mlpcore._validation import (
     check_hidden, check_int, check_positive_float, check_sample_weight, check_X, working_dtype,
@@ -339,7 +340,9 @@ class MLP:
         """
         X = self._check_X(X)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        _engine.forward(self._network, self._theta, X, out)
+        with blas_threads(self.n_threads, min(X.shape[0], _engine.CHUNK_ROWS), self.sizes,
+                          inference=True):
+            _engine.forward(self._network, self._theta, X, out)
         return out
 
     def predict(self, X):

@@ -19,6 +19,9 @@ import threading
 # Products with fewer multiply-adds than this (batch rows x fan_in x fan_out of the widest
 # layer) run on one BLAS thread unless the user says otherwise: about a millisecond of work.
 SINGLE_THREAD_BELOW_MACS = 1 << 22
+# Prediction leaves products under this size alone: BLAS runs them on one thread anyway,
+# and setting a limit (tens of microseconds) would cost more than the product.
+UNLIMITED_BELOW_MACS = 1 << 19
 
 _controller = None
 
@@ -40,8 +43,8 @@ def _threadpool_controller():
     return _controller
 
 
-def blas_threads(n_threads, batch_rows, sizes):
-    """A context manager limiting BLAS threads for training on batches of ``batch_rows``.
+def blas_threads(n_threads, batch_rows, sizes, *, inference=False):
+    """A context manager limiting BLAS threads for products of ``batch_rows`` rows.
 
     Parameters
     ----------
@@ -53,10 +56,12 @@ def blas_threads(n_threads, batch_rows, sizes):
         Rows per forward/backward pass (the batch, at most the engine's chunk).
     sizes : sequence of int
         Layer widths (D, M_1, ..., K).
+    inference : bool
+        For prediction: products under ``UNLIMITED_BELOW_MACS`` are left alone.
     """
     if n_threads is None:
-        widest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-        if batch_rows * widest >= SINGLE_THREAD_BELOW_MACS:
+        work = batch_rows * max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+        if work >= SINGLE_THREAD_BELOW_MACS or (inference and work < UNLIMITED_BELOW_MACS):
             return contextlib.nullcontext()
         n_threads = 1
     return _exclusive_limit(n_threads)

@@ -142,9 +142,11 @@ class _EngineNumerics:
         theta = self._theta()
         out = np.empty((X.shape[0], self.n_outputs_), dtype=theta.dtype)
         step = _engine.CHUNK_ROWS * 16 if scipy.sparse.issparse(X) else X.shape[0]
-        for start in range(0, X.shape[0], max(step, 1)):
-            part = _as_dense(X[start:start + step], theta.dtype)
-            _engine.forward(self._engine_network(), theta, part, out[start:start + step])
+        net = self._engine_network()
+        with blas_threads(None, min(X.shape[0], _engine.CHUNK_ROWS), net.sizes, inference=True):
+            for start in range(0, X.shape[0], max(step, 1)):
+                part = _as_dense(X[start:start + step], theta.dtype)
+                _engine.forward(net, theta, part, out[start:start + step])
         return out
 
     # -- helpers shared by the solvers ------------------------------------------------------
