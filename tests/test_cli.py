@@ -20,6 +20,7 @@ import pytest
 
 import mlpcore
 from mlpcore import _cli
+from mlpcore._cli import _compare_methods, _digits
 from mlpcore.datasets import load_digits
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -118,7 +119,7 @@ def test_digits_job_reaches_97_percent_and_saves_a_raw_pixel_model(tmp_path):
     # The saved model takes raw 0..16 pixels: the /16 scaling is folded into its first layer.
     model = mlpcore.load(tmp_path / "digits-model.npz")
     X, y = load_digits()
-    test = _cli._stratified_holdout(y, 0.25, 0)
+    test = _digits.digits_split(y, 0)[1]
     assert model.score(X[test], y[test]) == pytest.approx(accuracy, abs=1e-4)
 
 
@@ -420,13 +421,14 @@ def test_checkpointed_training_is_the_same_as_one_run():
     X, Y = X[:300] / 16, np.eye(10)[y[:300]]
     opts = argparse.Namespace(hidden=(8,), learning_rate=3.0, epochs=1, points_per_epoch=4,
                               seed=0)
-    init = _cli._glorot_sigmoid((64, 8, 10), np.random.default_rng(0))
-    J0 = _cli._initial_cost(X, Y, init, opts)
+    init = _compare_methods.initial_weights(X, Y, opts.hidden, 0)
+    J0 = _compare_methods.initial_cost(X, Y, init, opts)
     for batch in (1, 32, None):
-        points = _cli._checkpointed_costs(X, Y, init, batch, J0, opts)
+        points = _compare_methods.checkpointed_costs(X, Y, init, batch, J0, opts)
         assert points[0, 1] == J0 and points[-1, 0] == 1.0
         assert len(points) == (2 if batch is None else 5)
         order = np.random.default_rng(1).permutation(300) if batch else np.arange(300)
-        whole = _cli._compare_fit(X[order], Y[order], init, batch, opts)
-        assert points[-1, 1] == _cli._cost(whole, X, Y)
-        assert _cli._cost(whole, X, Y) == pytest.approx(whole.loss(X, Y), rel=1e-12)
+        whole = _compare_methods.plain_fit(X[order], Y[order], init, batch, opts)
+        assert points[-1, 1] == whole.loss(X, Y)
+        tutorial_J = 0.5 * np.mean(np.sum((whole.forward(X) - Y) ** 2, axis=1))
+        assert tutorial_J == pytest.approx(whole.loss(X, Y), rel=1e-12)
