@@ -103,7 +103,7 @@ def run(argv=None):
         print(f"{name:22s} mlpcore {ours:8.3f} s  scikit-learn {theirs:8.3f} s  "
               f"x{theirs / ours:6.1f}  same loss: {same}", flush=True)
     print()
-    print(f"| case | epochs | mlpcore (s) | scikit-learn (s) | speed-up |")
+    print("| case | epochs | mlpcore (s) | scikit-learn (s) | speed-up |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['case']} | {r['epochs']} | {r['mlpcore_s']:.3f} | {r['sklearn_s']:.3f} | "
