@@ -7,7 +7,9 @@
 #
 # Every wrapper is fused over float32 (s...) and float64 (d...), inline, noexcept and nogil.
 from cython cimport floating
-from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv, sger, dger, ddot, dsdot
+from scipy.linalg.cython_blas cimport (
+    sgemm, dgemm, sgemv, dgemv, sger, dger, ssyrk, dsyrk, ddot, dsdot,
+)
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
@@ -55,3 +57,20 @@ cdef inline double sumsq(const floating* x, int n) noexcept nogil:
         return dsdot(&n, <float*> x, &inc, <float*> x, &inc)
     else:
         return ddot(&n, <double*> x, &inc, <double*> x, &inc)
+
+
+cdef inline void gram_lower(int n, int k, const floating* a, int lda, floating* c,
+                            int ldc) noexcept nogil:
+    """C[i, j] = <a_i, a_j> for j <= i (row-major: the lower triangle and the diagonal).
+
+    a is a row-major n x k matrix; the strict upper triangle of C is left unset. Half the
+    work of gemm(a, a^T): for the row-major lower triangle, the column-major call fills the
+    upper triangle of C^T = a a^T with trans='T' on the column-major k x n view of a.
+    """
+    cdef char uplo = b'U'
+    cdef char trans = b'T'
+    cdef floating one = 1, zero = 0
+    if floating is float:
+        ssyrk(&uplo, &trans, &n, &k, &one, <float*> a, &lda, &zero, c, &ldc)
+    else:
+        dsyrk(&uplo, &trans, &n, &k, &one, <double*> a, &lda, &zero, c, &ldc)

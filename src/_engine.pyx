@@ -17,7 +17,7 @@ from cpython.pyport cimport PY_SSIZE_T_MAX
 
 import numpy as np
 
-from _blas cimport gemm, sumsq
+from _blas cimport gemm, gram_lower, sumsq
 from _activations cimport (
     IDENTITY, SIGMOID, TANH, RELU, SOFTMAX, EXP, activate, bias_activation, derivative,
     mul_derivative,
@@ -585,7 +585,7 @@ cdef int run_samples_blocked(const Net* net, floating* theta, const floating* X,
 
         z_t = x_t W(t) + b = C_t (x_t W(0) - lr sum_{i<t} (x_t . x_i) u_i) + b.
 
-    One gemm gives every x_t W(0), one more the Gram matrix x_t . x_i; the samples are then
+    One gemm gives every x_t W(0), one syrk the Gram matrix x_t . x_i; the samples are then
     processed in order (the layers above updated directly, per sample, as in run_samples),
     and one last gemm applies the block's update W <- C_k W(0) - lr C_k X^T U. The big matrix
     is read and written once per block instead of once per sample; the arithmetic is
@@ -613,7 +613,7 @@ cdef int run_samples_blocked(const Net* net, floating* theta, const floating* X,
         else:
             gather_rows(xb, X, order + start, kb, d)
         gemm(False, False, kb, m, d, 1, xb, d, W0, m, 0, zb, m)    # x_t W(0) for every t
-        gemm(False, True, kb, kb, d, 1, xb, d, xb, d, 0, gb, kb)   # x_t . x_i
+        gram_lower(kb, d, xb, d, gb, kb)                          # x_t . x_i, i <= t
         scale = 1
         if rule.alpha != 0:
             penalty = l2_penalty(net, theta, 0) - l2_penalty(net, theta, 1)
@@ -634,8 +634,10 @@ cdef int run_samples_blocked(const Net* net, floating* theta, const floating* X,
                 if coef != 0:
                     for j in range(m):
                         u[j] = u[j] + coef * ub[i * m + j]
+            if scale != 1:
+                for j in range(m):
+                    u[j] = scale * u[j]
             for j in range(m):
-                u[j] = scale * u[j]
                 z[j] = u[j] + b0[j]
             activate(z, m, act0)
             sample_forward(net, theta, z, acts, 1)
@@ -664,8 +666,11 @@ cdef int run_samples_blocked(const Net* net, floating* theta, const floating* X,
             for j in range(m):
                 b0[j] = b0[j] - lr * d0[j]
             scale = scale * c
-            for j in range(m):
-                u[j] = d0[j] / scale
+            if scale == 1:  # no L2 decay: u_t is delta_t itself
+                memcpy(u, d0, m * sizeof(floating))
+            else:
+                for j in range(m):
+                    u[j] = d0[j] / scale
             loss_sum[0] += loss
             weight_sum[0] += w
             updates[0] += 1
