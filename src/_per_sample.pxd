@@ -1,0 +1,248 @@
+# Per-sample training (batch size 1): plain loops that touch every weight once per pass,
+# and the exact blocked form of per-sample SGD that runs a large first layer at level-3 BLAS
+# speed.
+from cython cimport floating
+from libc.math cimport isfinite, sqrt, pow
+from libc.string cimport memcpy
+
+from _blas cimport gemm, gram_lower
+from _activations cimport activate, derivative
+from _losses cimport sample_delta, sample_loss
+from _updates cimport ADAM, update_row
+from _network cimport Net, UpdateRule, DONE, DIVERGED, gather_rows, l2_penalty
+
+
+cdef inline void sample_forward(const Net* net, const floating* theta, const floating* x,
+                                floating** acts, Py_ssize_t first_layer=0) noexcept nogil:
+    """Forward pass of one sample with plain loops: z = b + sum_i a_i W[i, :], a = g(z).
+
+    For one sample a BLAS call costs more than the arithmetic on small layers, and on large
+    ones this reads each weight exactly once, as gemv would. Zero inputs are skipped
+    (relu units, sparse pixels). Starts at layer ``first_layer``, whose input is x.
+    """
+    cdef Py_ssize_t l, i, j, fan_in, fan_out
+    cdef const floating* prev = x
+    cdef const floating* row
+    cdef floating* z
+    cdef floating ai
+    for l in range(first_layer, net.n_layers):
+        fan_in = net.sizes[l]
+        fan_out = net.sizes[l + 1]
+        z = acts[l]
+        memcpy(z, theta + net.b_off[l], fan_out * sizeof(floating))
+        for i in range(fan_in):
+            ai = prev[i]
+            if ai != 0:
+                row = theta + net.w_off[l] + i * fan_out
+                for j in range(fan_out):
+                    z[j] = z[j] + ai * row[j]
+        activate(z, fan_out, net.output if l == net.n_layers - 1 else net.hidden)
+        prev = z
+
+
+cdef inline void sample_backprop_update(const Net* net, floating* theta, const floating* x,
+                                        floating** acts, floating** deltas, UpdateRule* rule,
+                                        floating* s1, floating* s2, floating decay,
+                                        Py_ssize_t first_layer) noexcept nogil:
+    """Backpropagate one sample's delta_L and update layers L..first_layer in the same pass.
+
+    Row i of W_l is read once: first delta_{l-1}[i] = <W_l[i, :], delta_l> g'(a_{l-1}[i])
+    with the old weights, then the row is updated with the rank-1 gradient a_{l-1}[i] delta_l
+    (+ decay W) by the rule. Layers below ``first_layer`` only receive their delta.
+    """
+    cdef Py_ssize_t l, i, j, fan_in, fan_out, off
+    cdef const floating* a_prev
+    cdef floating* w
+    cdef floating* d
+    cdef floating* dprev
+    cdef floating dot
+    cdef floating lr = <floating> rule.lr
+    cdef floating* m1 = NULL
+    cdef floating* m2 = NULL
+    if rule.kind == ADAM:
+        rule.t += 1
+        lr = <floating> (rule.lr * sqrt(1 - pow(rule.beta2, <double> rule.t))
+                         / (1 - pow(rule.beta1, <double> rule.t)))
+    for l in range(net.n_layers - 1, first_layer - 1, -1):
+        fan_in = net.sizes[l]
+        fan_out = net.sizes[l + 1]
+        a_prev = x if l == 0 else acts[l - 1]
+        d = deltas[l]
+        dprev = deltas[l - 1] if l > 0 else NULL
+        for i in range(fan_in):
+            off = net.w_off[l] + i * fan_out
+            w = theta + off
+            if dprev != NULL:
+                dot = 0
+                for j in range(fan_out):
+                    dot = dot + w[j] * d[j]
+                dprev[i] = dot * derivative(a_prev[i], net.hidden)
+            if s1 != NULL:
+                m1 = s1 + off
+            if s2 != NULL:
+                m2 = s2 + off
+            update_row(w, d, a_prev[i], decay, m1, m2, fan_out, rule.kind, lr,
+                       <floating> rule.momentum, <floating> rule.beta1,
+                       <floating> rule.beta2, <floating> rule.epsilon)
+        off = net.b_off[l]
+        update_row(theta + off, d, 1, 0, s1 + off if s1 != NULL else NULL,
+                   s2 + off if s2 != NULL else NULL, fan_out, rule.kind, lr,
+                   <floating> rule.momentum, <floating> rule.beta1, <floating> rule.beta2,
+                   <floating> rule.epsilon)
+
+
+cdef inline int run_samples(const Net* net, floating* theta, const floating* X,
+                            const floating* Y, const floating* sw, const Py_ssize_t* order,
+                            Py_ssize_t n_samples, floating** acts, floating** deltas,
+                            UpdateRule* rule, floating* s1, floating* s2, double eps,
+                            Py_ssize_t* position, Py_ssize_t sample_budget, double* loss_sum,
+                            double* weight_sum, Py_ssize_t* updates) noexcept nogil:
+    """Per-sample training (batch size 1), the same contract as ``run_batches``.
+
+    With one sample of weight w the batch-normalised gradient is w x delta / w: the weight
+    cancels except in the L2 term alpha/w, and a zero-weight sample is skipped.
+    """
+    cdef Py_ssize_t d = net.sizes[0], k = net.sizes[net.n_layers], start, row
+    cdef Py_ssize_t stop = min(position[0] + sample_budget, n_samples)
+    cdef floating w
+    cdef double loss, penalty
+    for start in range(position[0], stop):
+        row = order[start] if order != NULL else start
+        w = sw[row] if sw != NULL else 1
+        if w == 0:
+            continue
+        sample_forward(net, theta, X + row * d, acts)
+        loss = w * sample_loss(acts[net.n_layers - 1], Y + row * k, k, net.output, net.loss,
+                               eps)
+        if rule.alpha != 0:
+            penalty = 0.5 * rule.alpha * l2_penalty(net, theta)
+            rule.penalty_sum += penalty
+            loss += penalty
+        if not isfinite(loss):
+            position[0] = start
+            return DIVERGED
+        sample_delta(deltas[net.n_layers - 1], acts[net.n_layers - 1], Y + row * k, k,
+                     net.output, net.loss, <floating> 1)
+        sample_backprop_update(net, theta, X + row * d, acts, deltas, rule, s1, s2,
+                               <floating> (rule.alpha / w), 0)
+        loss_sum[0] += loss
+        weight_sum[0] += w
+        updates[0] += 1
+    position[0] = stop
+    return DONE
+
+
+cdef inline int run_samples_blocked(const Net* net, floating* theta, const floating* X,
+                                    const floating* Y, const floating* sw, const Py_ssize_t* order,
+                                    Py_ssize_t n_samples, floating** acts, floating** deltas,
+                                    floating* xb, floating* zb, floating* gb, floating* ub,
+                                    Py_ssize_t block, UpdateRule* rule, double eps,
+                                    Py_ssize_t* position, Py_ssize_t sample_budget,
+                                    double* loss_sum, double* weight_sum,
+                                    Py_ssize_t* updates) noexcept nogil:
+    """Exact per-sample SGD whose first layer runs at level-3 BLAS speed.
+
+    Per-sample SGD changes W = W_1 by W(t+1) = c_t W(t) - lr x_t^T delta_t, with
+    c_t = 1 - lr alpha / w_t the L2 decay. Within a block of k samples this gives
+    W(t) = C_t (W(0) - lr sum_{i<t} x_i^T u_i), C_t = c_0 ... c_{t-1}, u_i = delta_i / C_{i+1},
+    so the first layer's pre-activation of sample t is
+
+        z_t = x_t W(t) + b = C_t (x_t W(0) - lr sum_{i<t} (x_t . x_i) u_i) + b.
+
+    One gemm gives every x_t W(0), one syrk the Gram matrix x_t . x_i; the samples are then
+    processed in order (the layers above updated directly, per sample, as in run_samples),
+    and one last gemm applies the block's update W <- C_k W(0) - lr C_k X^T U. The big matrix
+    is read and written once per block instead of once per sample; the arithmetic is
+    per-sample SGD, equal up to floating-point reassociation. The L2 term of the reported
+    loss tracks ||W(t)||^2 exactly: ||W(t+1)||^2 = c^2 ||W(t)||^2 - 2 c lr (x_t W(t)) . delta_t
+    + lr^2 ||x_t||^2 ||delta_t||^2.
+    """
+    cdef Py_ssize_t d = net.sizes[0], m = net.sizes[1], k = net.sizes[net.n_layers]
+    cdef Py_ssize_t start = position[0], stop = min(position[0] + sample_budget, n_samples)
+    cdef Py_ssize_t kb, t, i, j, row, done
+    cdef floating lr = <floating> rule.lr
+    cdef floating* W0 = theta + net.w_off[0]
+    cdef floating* b0 = theta + net.b_off[0]
+    cdef floating* z = acts[0]
+    cdef floating* d0 = deltas[0]
+    cdef floating* u
+    cdef floating w, c, scale, coef
+    cdef double loss, penalty = 0, q, dd
+    cdef int status = DONE
+    cdef int act0 = net.output if net.n_layers == 1 else net.hidden
+    while start < stop:
+        kb = min(block, stop - start)
+        if order == NULL:
+            memcpy(xb, X + start * d, kb * d * sizeof(floating))
+        else:
+            gather_rows(xb, X, order + start, kb, d)
+        gemm(False, False, kb, m, d, 1, xb, d, W0, m, 0, zb, m)    # x_t W(0) for every t
+        gram_lower(kb, d, xb, d, gb, kb)                          # x_t . x_i, i <= t
+        scale = 1
+        if rule.alpha != 0:
+            penalty = l2_penalty(net, theta, 0) - l2_penalty(net, theta, 1)
+        done = kb
+        for t in range(kb):
+            row = order[start + t] if order != NULL else start + t
+            w = sw[row] if sw != NULL else 1
+            u = ub + t * m
+            if w == 0:
+                for j in range(m):
+                    u[j] = 0
+                continue
+            c = 1 - lr * <floating> rule.alpha / w
+            # u temporarily holds x_t W(t) = C_t (x_t W(0) - lr sum_{i<t} G[t, i] u_i).
+            memcpy(u, zb + t * m, m * sizeof(floating))
+            for i in range(t):
+                coef = -lr * gb[t * kb + i]
+                if coef != 0:
+                    for j in range(m):
+                        u[j] = u[j] + coef * ub[i * m + j]
+            if scale != 1:
+                for j in range(m):
+                    u[j] = scale * u[j]
+            for j in range(m):
+                z[j] = u[j] + b0[j]
+            activate(z, m, act0)
+            sample_forward(net, theta, z, acts, 1)
+            loss = w * sample_loss(acts[net.n_layers - 1], Y + row * k, k, net.output,
+                                   net.loss, eps)
+            if rule.alpha != 0:
+                q = 0.5 * rule.alpha * (penalty + l2_penalty(net, theta, 1))
+                rule.penalty_sum += q
+                loss += q
+            if not isfinite(loss):
+                status = DIVERGED
+                done = t
+                break
+            sample_delta(deltas[net.n_layers - 1], acts[net.n_layers - 1], Y + row * k, k,
+                         net.output, net.loss, <floating> 1)
+            sample_backprop_update(net, theta, z, acts, deltas, rule, NULL, NULL,
+                                   <floating> (rule.alpha / w), 1)
+            if rule.alpha != 0:
+                q = 0
+                dd = 0
+                for j in range(m):
+                    q += <double> u[j] * d0[j]
+                    dd += <double> d0[j] * d0[j]
+                penalty = (c * c * penalty - 2 * c * lr * q
+                           + lr * lr * gb[t * kb + t] * dd)
+            for j in range(m):
+                b0[j] = b0[j] - lr * d0[j]
+            scale = scale * c
+            if scale == 1:  # no L2 decay: u_t is delta_t itself
+                memcpy(u, d0, m * sizeof(floating))
+            else:
+                for j in range(m):
+                    u[j] = d0[j] / scale
+            loss_sum[0] += loss
+            weight_sum[0] += w
+            updates[0] += 1
+        if done > 0:
+            gemm(True, False, d, m, done, -lr * scale, xb, d, ub, m, scale, W0, m)
+        if status != DONE:
+            position[0] = start + done
+            return status
+        start += kb
+    position[0] = stop
+    return DONE
