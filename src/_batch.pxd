@@ -3,7 +3,7 @@
 from cython cimport floating
 from libc.math cimport isfinite, sqrt, pow
 
-from _blas cimport gemm
+from _blas cimport gemm, gemv
 from _activations cimport bias_activation, mul_derivative
 from _losses cimport output_delta
 from _updates cimport SGD, MOMENTUM, NESTEROV, adam_step, momentum_step, sgd_step
@@ -20,8 +20,11 @@ cdef inline void forward_pass(const Net* net, const floating* theta, const float
         fan_in = net.sizes[l]
         fan_out = net.sizes[l + 1]
         act = net.output if l == net.n_layers - 1 else net.hidden
-        gemm(False, False, n, fan_out, fan_in, 1, prev, fan_in,
-             theta + net.w_off[l], fan_out, 0, acts[l], fan_out)
+        if n == 1:  # one row: gemv reads W once; gemm would first copy (pack) all of it
+            gemv(True, fan_in, fan_out, 1, theta + net.w_off[l], fan_out, prev, 0, acts[l])
+        else:
+            gemm(False, False, n, fan_out, fan_in, 1, prev, fan_in,
+                 theta + net.w_off[l], fan_out, 0, acts[l], fan_out)
         bias_activation(acts[l], theta + net.b_off[l], n, fan_out, act)
         prev = acts[l]
 

@@ -261,3 +261,15 @@ def test_blocked_per_sample_sgd_matches_reference(rng, hidden, alpha, weighted):
     for a, b in zip(model.weights + model.biases, Wr + br):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
     np.testing.assert_allclose(model.history["loss"], losses, rtol=1e-11)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_single_row_forward_matches_batch_forward(rng, dtype):
+    # One row goes through gemv, several through gemm: same numbers either way.
+    X, Y, Ws, bs = make_problem(rng, n=20)
+    model = fitted_model(X.astype(dtype), Y, Ws, bs, "relu", "softmax", "cross_entropy")
+    rows = np.vstack([model.forward(X[i:i + 1]) for i in range(len(X))])
+    tol = 1e-13 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(rows, model.forward(X), rtol=tol, atol=tol)
+    np.testing.assert_allclose(rows, ref.forward(Ws, bs, X, "relu", "softmax")[-1],
+                               rtol=100 * tol, atol=100 * tol)
