@@ -49,29 +49,35 @@ PROCESS_OF = {"floor": "floor", "mlpcore": "mlpcore", "mlpcore.fit": "mlpcore",
 REQUIRES = {"floor": "scipy", "mlpcore": "mlpcore", "numpy": "numpy", "sklearn": "sklearn",
             "torch": "torch", "jax-step": "jax", "jax-scan": "jax"}
 
-# Modes. n_scale shrinks every workload's N (times are then scaled per sample, and marked);
-# slow_subset caps the samples the slow peers run at batch <= slow_batch (also scaled).
+# Modes. rounds: the whole list of processes runs this many times, interleaved, and each row's
+# figure is the median over all rounds' repeats (so a noisy minute hurts every implementation
+# alike, not the one that happened to run then). n: samples per workload when not the workload's own N (times are then scaled per
+# sample to N, and marked); slow_subset caps the samples the slow peers run at batch <=
+# slow_batch (also scaled). threads: BLAS thread counts; more_threads_*: what runs with more
+# than one thread (a second thread only matters for batches of 64 and more).
 MODES = {
-    "full": dict(repeats=5, warmup=1, threads=(1, 2), dtypes=("float64", "float32"),
-                 n_scale=1.0, slow_subset=2_000, slow_batch=8, micro_seconds=0.05,
-                 micro_repeats=7, isolate="case", memory_impls=("mlpcore", "numpy", "sklearn",
-                                                                "torch"),
+    "full": dict(rounds=2, repeats=3, warmup=1, threads=(1, 2), dtypes=("float64", "float32"),
+                 n={},
+                 slow_subset=2_000, slow_batch=8, micro_seconds=0.05, micro_repeats=7,
+                 isolate="case", more_threads_workloads=EPOCH_WORKLOADS,
+                 more_threads_dtypes=("float64", "float32"), extras_threads=(1, 2),
+                 memory_impls=("mlpcore", "numpy", "sklearn", "torch"),
                  memory_cases=("W1", "big")),
-    "quick": dict(repeats=3, warmup=1, threads=(1, 2), dtypes=("float64", "float32"),
-                  n_scale=0.1, slow_subset=500, slow_batch=8, micro_seconds=0.01,
-                  micro_repeats=5, isolate="process", memory_impls=("mlpcore",),
-                  memory_cases=("W1", "big")),
-    "smoke": dict(repeats=2, warmup=1, threads=(1,), dtypes=("float64", "float32"),
-                  n_scale=None, slow_subset=32, slow_batch=8, micro_seconds=0.001,
-                  micro_repeats=2, isolate="process", memory_impls=("mlpcore",),
+    "quick": dict(rounds=1, repeats=3, warmup=1, threads=(1, 2), dtypes=("float64", "float32"),
+                  n={"W1": 2048, "W2": 2048, "W3": 500, "W4": 1000, "W5": 1024, "S": 1024},
+                  slow_subset=128, slow_batch=8, micro_seconds=0.01, micro_repeats=5,
+                  isolate="process", more_threads_workloads=("W1", "W5"),
+                  more_threads_dtypes=("float64",), extras_threads=(1,),
+                  memory_impls=("mlpcore",), memory_cases=("W1", "big")),
+    "smoke": dict(rounds=1, repeats=2, warmup=1, threads=(1,), dtypes=("float64", "float32"),
+                  n={"W1": 512, "W2": 512, "W3": 64, "W4": 128, "W5": 256, "S": 256},
+                  slow_subset=32, slow_batch=8, micro_seconds=0.001, micro_repeats=2,
+                  isolate="process", more_threads_workloads=(), more_threads_dtypes=(),
+                  extras_threads=(1,), memory_impls=("mlpcore",),
                   memory_cases=("W1-smoke", "big-smoke")),
 }
-# Sample counts in smoke mode (the networks keep their shapes; only N shrinks).
-SMOKE_N = {"W1": 512, "W2": 512, "W3": 64, "W4": 128, "W5": 256, "S": 256}
 # Implementations that are slow per sample at small batches (Python loop per batch).
 SLOW_PEERS = ("numpy", "sklearn", "torch", "jax-step")
-# Rows measured only in some modes: the batch sweep is for the plot (not in smoke), the
-# scan variant has nothing to scan over with one batch per epoch.
 
 
 def sizes_of(workload):
@@ -81,10 +87,7 @@ def sizes_of(workload):
 
 def n_samples(workload, mode):
     """Samples of the workload's data set in this mode."""
-    w = WORKLOADS[workload]
-    if mode == "smoke":
-        return SMOKE_N[workload]
-    return max(1, int(round(w["N"] * MODES[mode]["n_scale"])))
+    return MODES[mode]["n"].get(workload, WORKLOADS[workload]["N"])
 
 
 def batch_label(batch):
@@ -165,3 +168,30 @@ def per_call_seconds(fn, target_seconds, repeats):
 
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
+
+
+def cpu_pressure():
+    """The kernel's CPU pressure (share of time some task waited for a CPU, last 10 s), or None."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return float(f.readline().split()[1].split("=")[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def finalize_epoch_row(row):
+    """Fill the figures of an epoch row from its raw times (median over all repeats).
+
+    times_ms are the wall times of epochs over n_timed samples; ms_per_epoch is scaled per
+    sample to the workload's N. A GEMM-floor row subtracts its Python call overhead
+    (overhead_ms per timed epoch) and keeps the raw figure as raw_ms.
+    """
+    n, N = row["n_timed"], row["n_nominal"]
+    med = median(row["times_ms"]) / 1e3
+    if "overhead_ms" in row:
+        row["raw_ms"] = med * 1e3 * N / n
+        med = max(med - row["overhead_ms"] / 1e3, 0.0)
+    row.update(us_per_sample=med / n * 1e6, ms_per_epoch=med / n * N * 1e3, scaled=n != N,
+               cpu_ms_per_epoch=median(row["cpu_times_ms"]) * N / n,
+               cpu_util=sum(row["cpu_times_ms"]) / max(sum(row["times_ms"]), 1e-12))
+    return row

@@ -102,7 +102,7 @@ def prepare_mlpcore_fit(ctx):
     def epoch():
         out["model"] = mlpcore.fit(
             ctx.X, ctx.Y, hidden=ctx.sizes[1:-1], activation=C.HIDDEN_ACTIVATION,
-            batch_size=ctx.batch, epochs=1, learning_rate=ctx.lr, shuffle=ctx.shuffle,
+            batch_size=None if ctx.batch is None else ctx.batch_rows, epochs=1, learning_rate=ctx.lr, shuffle=ctx.shuffle,
             seed=ctx.seed + next(seeds), dtype=ctx.dtype, init=(ctx.Ws, ctx.bs),
             optimizer="sgd", n_threads=ctx.threads)
 
@@ -481,16 +481,10 @@ def task_epoch(process, args, out):
                               seed=17)
                     fn, _ = PREPARE[impl](ctx)
                 walls, cpus = C.timed_runs(fn, mode["repeats"], mode["warmup"])
-                med = C.median(walls)
                 if impl == "floor":
-                    row["raw_ms"] = med * 1e3 * row["n_nominal"] / n
-                    med = max(med - row["gemm_calls"] * overhead, 0.0)
-                row.update(
-                    times_ms=[t * 1e3 for t in walls],
-                    us_per_sample=med / n * 1e6,
-                    ms_per_epoch=med / n * row["n_nominal"] * 1e3,
-                    scaled=n != row["n_nominal"],
-                    cpu_util=sum(cpus) / max(sum(walls), 1e-12))
+                    row["overhead_ms"] = row["gemm_calls"] * overhead * 1e3
+                row.update(times_ms=[t * 1e3 for t in walls], cpu_times_ms=[t * 1e3 for t in cpus])
+                C.finalize_epoch_row(row)
             except Exception as exc:  # one failing row must not lose the others
                 row.update(error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
             out["results"].append(row)
@@ -510,13 +504,10 @@ def task_adam(process, args, out):
             ctx = Ctx(sizes, X, y, Y, Ws, bs, 1, dtype, args.threads, seed=17)
             fn, _ = prepare_mlpcore(ctx, rule=rule)
             walls, cpus = C.timed_runs(fn, mode["repeats"], mode["warmup"])
-            med = C.median(walls)
-            out["results"].append(dict(
+            out["results"].append(C.finalize_epoch_row(dict(
                 kind="adam", impl="mlpcore", rule=rule, workload="W3", batch="1", dtype=dtype,
                 threads=args.threads, n_timed=n, n_nominal=C.WORKLOADS["W3"]["N"],
-                times_ms=[t * 1e3 for t in walls], us_per_sample=med / n * 1e6,
-                ms_per_epoch=med / n * C.WORKLOADS["W3"]["N"] * 1e3,
-                cpu_util=sum(cpus) / max(sum(walls), 1e-12)))
+                times_ms=[t * 1e3 for t in walls], cpu_times_ms=[t * 1e3 for t in cpus])))
 
 
 MICRO_BATCHES = (1, 32, 256)
@@ -686,7 +677,8 @@ def main(argv=None):
     from threadpoolctl import threadpool_limits
 
     out = dict(process=args.impl, threads=args.threads, mode=args.mode, results=[], errors=[],
-               loadavg_start=os.getloadavg(), pid=os.getpid())
+               loadavg_start=os.getloadavg(), cpu_pressure_start=C.cpu_pressure(),
+               pid=os.getpid())
     t0 = time.perf_counter()
     out["versions"] = import_process_libs(args.impl)
     if args.impl == "torch":
@@ -711,6 +703,7 @@ def main(argv=None):
         "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
         "MKL_NUM_THREADS", "XLA_FLAGS")}
     out["loadavg_end"] = os.getloadavg()
+    out["cpu_pressure_end"] = C.cpu_pressure()
     out["seconds"] = time.perf_counter() - t0
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
