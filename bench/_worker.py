@@ -535,7 +535,7 @@ def task_micro(process, args, out):
                 grad = np.empty_like(theta)
                 ws = _engine.Workspace(net, b, dtype)
                 s1, s2 = np.zeros_like(theta), np.zeros_like(theta)
-                R = max(1, 4096 // b)
+                R = max(2, min(64, 4096 // b))  # batches per call of the in-epoch step
                 XR, YR = Xall[:R * b], Yall[:R * b]
                 lr = C.LEARNING_RATE
                 t["forward"] = C.per_call_seconds(

@@ -8,7 +8,8 @@
 
 Every implementation runs in a fresh process (``bench/_worker.py``) with its thread count
 pinned (1 and 2 threads); every figure is the median of several repeats after a warm-up.
-Results go to ``bench/results/latest.json`` (and ``--out PATH``). See bench/README.md for
+Results go to ``bench/results/latest.json`` (``smoke.json`` for --smoke, ``check.json`` for
+--check) and to ``--out PATH``. See bench/README.md for
 what each row measures.
 """
 
@@ -18,6 +19,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,8 +54,7 @@ def child_env(threads):
     return env
 
 
-def run_worker(process, threads, mode, tasks, workloads=None, dtypes=None, check_out=None,
-               log=None):
+def run_worker(process, threads, mode, tasks, workloads=None, dtypes=None, check_out=None):
     cmd = [sys.executable, os.path.join(HERE, "_worker.py"), "--impl", process,
            "--threads", str(threads), "--mode", mode, "--tasks", ",".join(tasks)]
     if workloads:
@@ -70,9 +71,6 @@ def run_worker(process, threads, mode, tasks, workloads=None, dtypes=None, check
         return dict(process=process, threads=threads, results=[],
                     errors=[f"{process} T={threads} {tasks} {workloads}: timed out after "
                             f"{TIMEOUT[mode]} s"])
-    if log:
-        log.write(proc.stderr)
-        log.flush()
     if proc.returncode != 0 or not proc.stdout.strip():
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
         return dict(process=process, threads=threads, results=[],
@@ -88,46 +86,48 @@ def run_worker(process, threads, mode, tasks, workloads=None, dtypes=None, check
 # ---------------------------------------------------------------------------------------------
 
 def run_check(processes, mode, dtypes, notes):
-    import numpy as np
-
-    saved = {}
+    """Run the check task in a fresh worker per implementation; compare (see compare_checks)."""
     with tempfile.TemporaryDirectory() as tmp:
+        paths = []
         for process in processes:
             if process == "floor":
                 continue
             path = os.path.join(tmp, f"{process}.npz")
             out = run_worker(process, 1, mode, ["check"], dtypes=dtypes, check_out=path)
             notes.extend(out.get("errors", []))
-            if os.path.exists(path):
-                with np.load(path) as d:
-                    saved.update({k: d[k] for k in d.files})
+            paths.append(path)
+        return compare_checks(paths)
+
+
+def compare_checks(paths):
+    """Max |weights - NumPy reference's| after one epoch, per implementation, case and dtype."""
+    import numpy as np
+
+    import _worker
+
+    saved = {}
+    for path in paths:
+        if os.path.exists(path):
+            with np.load(path) as d:
+                saved.update({k: d[k] for k in d.files})
     rows = []
-    groups = sorted({tuple(k.split("|")[:3]) for k in saved})
-    for impl, case, dtype in groups:
+    for impl, case, dtype in sorted({tuple(k.split("|")[:3]) for k in saved}):
         if impl == "numpy":
             continue
-        worst = worst_rel = 0.0
-        missing = False
-        for k in [k for k in saved if k.startswith(f"{impl}|{case}|{dtype}|")]:
-            ref = saved.get(f"numpy|{case}|{dtype}|{k.split('|')[3]}")
-            if ref is None:
-                missing = True
-                continue
-            worst = max(worst, float(np.abs(saved[k] - ref).max()))
-        if missing:
+        keys = [k for k in saved if k.startswith(f"{impl}|{case}|{dtype}|")]
+        refs = [saved.get(f"numpy|{case}|{dtype}|{k.split('|')[3]}") for k in keys]
+        if any(ref is None for ref in refs):
             continue
+        worst = max(float(np.abs(saved[k] - ref).max()) for k, ref in zip(keys, refs))
         # The same difference relative to how far the reference moved from its start.
-        import _worker
-        sizes = _worker.CHECK_CASES[case]["sizes"]
-        Ws0, bs0 = C.make_init(sizes, dtype)
+        Ws0, bs0 = C.make_init(_worker.CHECK_CASES[case]["sizes"], dtype)
         moved = max(max(float(np.abs(saved[f"numpy|{case}|{dtype}|W{i}"] - W0).max()),
                         float(np.abs(saved[f"numpy|{case}|{dtype}|b{i}"] - b0).max()))
                     for i, (W0, b0) in enumerate(zip(Ws0, bs0)))
-        worst_rel = worst / moved if moved else float("inf")
         tol = CHECK_TOL_FLOAT64 if dtype == "float64" else CHECK_TOL_FLOAT32
         rows.append(dict(impl=impl, case=case, dtype=dtype, max_abs_diff=worst,
-                         diff_over_change=worst_rel, reference_change=moved, tol=tol,
-                         ok=worst <= tol))
+                         diff_over_change=worst / moved if moved else float("inf"),
+                         reference_change=moved, tol=tol, ok=worst <= tol))
     return rows
 
 
@@ -431,11 +431,18 @@ def main(argv=None):
     rounds = args.rounds or m["rounds"]
     result["settings"]["rounds"] = rounds
     raw = {"epoch": [], "micro": [], "adam": []}
+    check_dir = tempfile.mkdtemp() if mode == "smoke" else None
+    check_paths = []
     for rnd in range(1, rounds + 1):
         for i, (process, threads, tasks, wl, dts) in enumerate(jobs, 1):
             print(f"[round {rnd}/{rounds}, {i}/{len(jobs)}] {process} threads={threads} "
                   f"{'+'.join(tasks)} {','.join(wl)} {','.join(dts)}", file=log, flush=True)
-            out = run_worker(process, threads, mode, tasks, wl, dts, log=None)
+            check_out = None
+            if check_dir and process in ("mlpcore", "numpy") and rnd == 1 and threads == 1:
+                tasks = tasks + ["check"]  # smoke: the check rides along, no extra process
+                check_out = os.path.join(check_dir, f"{process}.npz")
+                check_paths.append(check_out)
+            out = run_worker(process, threads, mode, tasks, wl, dts, check_out=check_out)
             notes.extend(out.pop("errors", []))
             for r in out.pop("results", []):
                 raw[r["kind"]].append(r)
@@ -448,8 +455,9 @@ def main(argv=None):
     result["adam"] = merge_rounds(raw["adam"], ("rule", "dtype", "threads"))
     result["micro"] = merge_rounds(raw["micro"], ("impl", "op", "batch", "dtype", "threads"))
 
-    if mode == "smoke" and "mlpcore" in processes and "numpy" in processes:
-        result["check"] = run_check(["mlpcore", "numpy"], mode, ["float64"], notes)
+    if check_dir:
+        result["check"] = compare_checks(check_paths)
+        shutil.rmtree(check_dir, ignore_errors=True)
         bad = [r for r in result["check"] if not r["ok"]]
         if bad:
             notes.append(f"CHECK FAILED: {bad}")
@@ -470,7 +478,8 @@ def main(argv=None):
     result["loadavg_end"] = os.getloadavg()
     result["seconds"] = time.perf_counter() - t_start
     print(report(result))
-    path = write_json(result, args.out)
+    # A smoke run (CI, tests) never overwrites the last real run's latest.json.
+    path = write_json(result, args.out, name="smoke.json" if mode == "smoke" else "latest.json")
     print(f"\nJSON written to {os.path.relpath(path)}" + (f" and {args.out}" if args.out else ""))
     if args.plot:
         if installed("matplotlib"):
