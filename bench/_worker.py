@@ -379,6 +379,8 @@ def prepare_floor(sizes, n, batch, dtype):
     from scipy.linalg import blas
 
     gemm = blas.dgemm if dtype == "float64" else blas.sgemm
+    gemv = blas.dgemv if dtype == "float64" else blas.sgemv
+    ger = blas.dger if dtype == "float64" else blas.sger
     rng = np.random.default_rng(0)
     b = n if batch is None else min(batch, n)
 
@@ -390,15 +392,30 @@ def prepare_floor(sizes, n, batch, dtype):
         return A, D, W, G
 
     def batch_calls(A, D, W, G):
+        """[(function, args, kwargs)] for one batch."""
         L = len(W)
         calls = []
+        if A[0].shape[0] == 1:
+            # One row: the level-2 calls (gemv, and ger for the outer product), which read
+            # each weight matrix once; OpenBLAS's gemm with one row costs 2-8x more here.
+            for l in range(L):
+                calls.append((gemv, (1.0, W[l].T, A[l][0], 0.0, A[l + 1][0]),
+                              dict(trans=0, overwrite_y=1)))
+            for l in range(L - 1, -1, -1):
+                if l > 0:
+                    calls.append((gemv, (1.0, W[l].T, D[l + 1][0], 0.0, D[l][0]),
+                                  dict(trans=1, overwrite_y=1)))
+                calls.append((ger, (1.0, D[l + 1][0], A[l][0]), dict(a=G[l].T, overwrite_a=1)))
+            return calls
         for l in range(L):      # forward: A_{l+1} = A_l W_l      (C^T = W^T A^T)
-            calls.append((W[l].T, A[l].T, A[l + 1].T, 0, 0))
+            calls.append((gemm, (1.0, W[l].T, A[l].T, 0.0, A[l + 1].T), dict(overwrite_c=1)))
         for l in range(L - 1, -1, -1):
             if l > 0:           # backward: D_l = D_{l+1} W_l^T   (C^T = W D^T)
-                calls.append((W[l].T, D[l + 1].T, D[l].T, 1, 0))
+                calls.append((gemm, (1.0, W[l].T, D[l + 1].T, 0.0, D[l].T),
+                              dict(trans_a=1, overwrite_c=1)))
             # gradient: G_l = A_l^T D_{l+1}                       (C^T = D^T A)
-            calls.append((D[l + 1].T, A[l].T, G[l].T, 0, 1))
+            calls.append((gemm, (1.0, D[l + 1].T, A[l].T, 0.0, G[l].T),
+                          dict(trans_b=1, overwrite_c=1)))
         return calls
 
     plan = []
@@ -406,19 +423,29 @@ def prepare_floor(sizes, n, batch, dtype):
     plan.append((batch_calls(*arrays(b)), nfull))
     if rest:
         plan.append((batch_calls(*arrays(rest)), 1))
-    # Verify the operand arrangement once: each call must write its output in place.
-    for (a, bb, c, ta, tb) in plan[0][0]:
-        r = gemm(1.0, a, bb, 0.0, c, trans_a=ta, trans_b=tb, overwrite_c=1)
-        assert np.shares_memory(r, c), "gemm copied its output: operand layout is wrong"
-    A, D, W, _ = arrays(3)
-    gemm(1.0, W[0].T, A[0].T, 0.0, A[1].T, overwrite_c=1)
-    assert np.allclose(A[1], A[0] @ W[0], rtol=1e-4)
+    # Verify the operand arrangement once: every call must write its output in place (no
+    # copy by f2py) and compute the intended product.
+    for rows in (1, 3):
+        A, D, W, G = arrays(rows)
+        calls = batch_calls(A, D, W, G)
+        outs = [A[l + 1] for l in range(len(W))]
+        for l in range(len(W) - 1, -1, -1):
+            outs += ([D[l]] if l > 0 else []) + [G[l]]
+        for (fn, fargs, kw), target in zip(calls, outs):
+            if fn is ger:
+                target[...] = 0
+            r = fn(*fargs, **kw)
+            assert np.shares_memory(r, target), "BLAS copied its output: wrong operand layout"
+        assert np.allclose(A[1], A[0] @ W[0], rtol=1e-4)
+        assert np.allclose(G[0], A[0].T @ D[1], rtol=1e-4)
+        if len(W) > 1:
+            assert np.allclose(D[1], D[2] @ W[1].T, rtol=1e-4)
 
     def epoch():
         for calls, times in plan:
             for _ in range(times):
-                for a, bb, c, ta, tb in calls:
-                    gemm(1.0, a, bb, 0.0, c, trans_a=ta, trans_b=tb, overwrite_c=1)
+                for fn, fargs, kw in calls:
+                    fn(*fargs, **kw)
 
     n_calls = sum(len(calls) * times for calls, times in plan)
     return epoch, n_calls
@@ -674,11 +701,18 @@ def main(argv=None):
     tasks = args.tasks.split(",")
 
     sys.path.insert(0, os.path.join(C.ROOT, "tests"))  # reference.py, the NumPy baseline
+    affinity = None
+    if hasattr(os, "sched_setaffinity") and args.threads < len(os.sched_getaffinity(0)):
+        # Fewer threads than CPUs: pin the process to that many CPUs, before any library
+        # starts a thread pool. Thread-count settings alone do not stop every runtime from
+        # using another core (XLA runs independent operations concurrently).
+        affinity = sorted(os.sched_getaffinity(0))[-args.threads:]
+        os.sched_setaffinity(0, affinity)
     from threadpoolctl import threadpool_limits
 
     out = dict(process=args.impl, threads=args.threads, mode=args.mode, results=[], errors=[],
                loadavg_start=os.getloadavg(), cpu_pressure_start=C.cpu_pressure(),
-               pid=os.getpid())
+               pid=os.getpid(), affinity=affinity)
     t0 = time.perf_counter()
     out["versions"] = import_process_libs(args.impl)
     if args.impl == "torch":
