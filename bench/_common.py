@@ -59,7 +59,7 @@ MODES = {
     "full": dict(rounds=2, repeats=3, warmup=1, threads=(1, 2), dtypes=("float64", "float32"),
                  n={},
                  slow_subset=2_000, slow_batch=8, micro_seconds=0.05, micro_repeats=7,
-                 isolate="case", more_threads_workloads=EPOCH_WORKLOADS,
+                 isolate="workload", more_threads_workloads=EPOCH_WORKLOADS,
                  more_threads_dtypes=("float64", "float32"), extras_threads=(1, 2),
                  memory_impls=("mlpcore", "numpy", "sklearn", "torch"),
                  memory_cases=("W1", "big")),

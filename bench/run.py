@@ -325,10 +325,9 @@ def plan(mode, processes, threads_list, dtypes, workloads):
             if m["isolate"] == "process":
                 tasks = (["epoch"] if wl and dts else []) + extra
                 jobs.append((process, threads, tasks, wl or workloads, dts or dtypes))
-            else:
+            else:  # one process per workload (both dtypes)
                 for w in wl:
-                    for d in (dts if w != "S" else ["float64"]):
-                        jobs.append((process, threads, ["epoch"], [w], [d]))
+                    jobs.append((process, threads, ["epoch"], [w], dts))
                 if extra:
                     jobs.append((process, threads, extra, workloads, dtypes))
     return jobs
@@ -505,8 +504,10 @@ def report(result):
                       "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE not set") + ".",
            "",
            f"Settings: softmax + cross-entropy (batch mean), {C.HIDDEN_ACTIVATION} hidden, plain "
-           f"SGD, lr {C.LEARNING_RATE}; median of {result['settings']['repeats']} after "
-           f"{result['settings']['warmup']} warm-up; one fresh process per implementation.",
+           f"SGD, lr {C.LEARNING_RATE}; median of {result['settings']['repeats']} repeats "
+           f"(each after {result['settings']['warmup']} warm-up epoch) x "
+           f"{result['settings'].get('rounds', 1)} interleaved round(s); one fresh process "
+           "per implementation; one-thread workers pinned to one CPU.",
            "`*n`: timed on n samples and scaled per sample to the workload's N. "
            "`†`: the floor is mostly Python call overhead (subtracted). "
            "Ratios are time / mlpcore's time (above 1: slower than mlpcore).", ""]
