@@ -188,10 +188,12 @@ def finalize_epoch_row(row):
     """
     n, N = row["n_timed"], row["n_nominal"]
     med = median(row["times_ms"]) / 1e3
+    cpu = median(row["cpu_times_ms"]) / 1e3
     if "overhead_ms" in row:
         row["raw_ms"] = med * 1e3 * N / n
         med = max(med - row["overhead_ms"] / 1e3, 0.0)
+        cpu = max(cpu - row["overhead_ms"] / 1e3, 0.0)
     row.update(us_per_sample=med / n * 1e6, ms_per_epoch=med / n * N * 1e3, scaled=n != N,
-               cpu_ms_per_epoch=median(row["cpu_times_ms"]) * N / n,
+               cpu_ms_per_epoch=cpu / n * N * 1e3,
                cpu_util=sum(row["cpu_times_ms"]) / max(sum(row["times_ms"]), 1e-12))
     return row
