@@ -102,7 +102,8 @@ def prepare_mlpcore_fit(ctx):
     def epoch():
         out["model"] = mlpcore.fit(
             ctx.X, ctx.Y, hidden=ctx.sizes[1:-1], activation=C.HIDDEN_ACTIVATION,
-            batch_size=None if ctx.batch is None else ctx.batch_rows, epochs=1, learning_rate=ctx.lr, shuffle=ctx.shuffle,
+            batch_size=None if ctx.batch is None else ctx.batch_rows, epochs=1,
+            learning_rate=ctx.lr, shuffle=ctx.shuffle,
             seed=ctx.seed + next(seeds), dtype=ctx.dtype, init=(ctx.Ws, ctx.bs),
             optimizer="sgd", n_threads=ctx.threads)
 

@@ -199,7 +199,8 @@ def table(rows):
     mb = 1 / 2**20
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['case']} | {r['impl']} | – | – | – | error: {r['error']} | – | – |")
+            lines.append(f"| {r['case']} | {r['impl']} | – | – | – | error: {r['error']} "
+                         "| – | – |")
             continue
         lines.append(
             f"| {r['case']} ({r['N']:,} x {r['D']} {r['dtype']}, batch {r['batch']}) | "

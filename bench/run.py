@@ -227,7 +227,8 @@ def micro_table(rows):
                 ratio = f"{n / m:.2f}" if m and n and m > 0 else "–"
                 step = idx.get(("mlpcore", "sgd step", b, d, t))
                 if op == "update" and m is not None and step and m < 0.05 * step:
-                    m_cell, ratio = "≈0 (fused)", "–"   # within noise of a difference of two medians
+                    # within the noise of a difference of two medians
+                    m_cell, ratio = "≈0 (fused)", "–"
                 else:
                     m_cell = "–" if m is None else f"{m:.2f}"
                 lines.append(f"| {op} | {b} | {d} | {t} | {m_cell} | "
@@ -496,7 +497,8 @@ def report(result):
     meta = result["meta"]
     out = [f"# mlpcore benchmark ({result['mode']})", "",
            f"{meta['date']}, {meta['cpu']}, {meta['cores']} cores, Python {meta['python']}, "
-           f"commit {meta['git_commit']}{' (engine sources modified)' if meta['engine_sources_modified'] else ''}; "
+           f"commit {meta['git_commit']}"
+           f"{' (engine sources modified)' if meta['engine_sources_modified'] else ''}; "
            f"load average {result['loadavg_start'][0]:.2f} at start, "
            f"{result['loadavg_end'][0]:.2f} at end; {result['seconds']:.0f} s.",
            "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v) + ".",
