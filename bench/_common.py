@@ -52,9 +52,10 @@ REQUIRES = {"floor": "scipy", "mlpcore": "mlpcore", "numpy": "numpy", "sklearn":
 # Modes. rounds: the whole list of processes runs this many times, interleaved, and each row's
 # figure is the median over all rounds' repeats (so a noisy minute hurts every implementation
 # alike, not the one that happened to run then). n: samples per workload when not the
-# workload's own N (times are then scaled per sample to N, and marked); slow_subset caps the samples the slow peers run at batch <=
-# slow_batch (also scaled). threads: BLAS thread counts; more_threads_*: what runs with more
-# than one thread (a second thread only matters for batches of 64 and more).
+# workload's own N (times are then scaled per sample to N, and marked); slow_subset caps the
+# samples the slow peers run at batch <= slow_batch (also scaled). threads: BLAS thread
+# counts; more_threads_*: what runs with more than one thread (a second thread only matters
+# for batches of 64 and more).
 MODES = {
     "full": dict(rounds=2, repeats=3, warmup=1, threads=(1, 2), dtypes=("float64", "float32"),
                  n={},
