@@ -8,21 +8,25 @@ The forward pass, backpropagation and weight updates run in typed Cython over BL
 (``mlpcore._engine``); this package adds input checking, batching, shuffling and the model.
 """
 
-from mlpcore._model import MLP
-from mlpcore._optimizers import SGD, Adam, Momentum, Nesterov, Optimizer
+from mlpcore._fit import fit
+from mlpcore._model import MLP, NotFittedError
+from mlpcore._optimizers import LBFGS, SGD, Adam, Momentum, Nesterov, Optimizer
 from mlpcore._persistence import load
-from mlpcore._training import TrainingDivergedWarning, fit
+from mlpcore._training import TrainingDivergedWarning, TrainingInterruptedWarning
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LBFGS",
     "MLP",
     "SGD",
     "Adam",
     "Momentum",
     "Nesterov",
+    "NotFittedError",
     "Optimizer",
     "TrainingDivergedWarning",
+    "TrainingInterruptedWarning",
     "fit",
     "load",
 ]

@@ -12,12 +12,15 @@ name           g(z)                             g'(z) in terms of a = g(z)
 ``tanh``       tanh(z)                          1 - a^2
 ``relu``       max(z, 0)                        1 if a > 0 else 0
 ``softmax``    exp(z_k) / sum_j exp(z_j)        (output layer only)
+``exp``        exp(z)                           (output layer only, with ``poisson``)
 =============  ===============================  =====================================
 
 Losses, per sample i, averaged over the samples (weighted by w_i when given):
 ``mse`` l_i = 1/2 sum_k (a_ik - y_ik)^2 (the tutorial's J = 1/(2N) sum (a - Y)^2);
 ``cross_entropy`` l_i = -sum_k y_ik log a_ik with softmax, and the binary form
--sum_k [y_ik log a_ik + (1 - y_ik) log(1 - a_ik)] with sigmoid outputs.
+-sum_k [y_ik log a_ik + (1 - y_ik) log(1 - a_ik)] with sigmoid outputs;
+``poisson`` l_i = sum_k [y_ik log(y_ik / a_ik) - y_ik + a_ik] (half the Poisson deviance) with
+the ``exp`` output, for counts.
 """
 
 from mlpcore import _engine
@@ -65,9 +68,13 @@ def resolve_name(value, valid, what):
 
 
 def check_output_loss(output, loss):
-    """Refuse the one meaningless pairing: cross-entropy needs probabilities to take logs of."""
-    if loss == "cross_entropy" and output == "identity":
+    """Refuse meaningless pairings: cross-entropy needs probabilities to take logs of, and
+    the Poisson loss is defined for the exp output (a positive mean) only."""
+    if loss == "cross_entropy" and output not in ("softmax", "sigmoid"):
         raise ValueError(
             "loss='cross_entropy' needs output='softmax' or output='sigmoid'; "
             "use loss='mse' with output='identity'"
         )
+    if (loss == "poisson") != (output == "exp"):
+        raise ValueError("loss='poisson' goes with output='exp', and output='exp' with "
+                         "loss='poisson'")

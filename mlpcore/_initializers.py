@@ -25,7 +25,8 @@ def glorot_uniform(network, theta, activation, rng):
     rng : numpy.random.Generator
     """
     factor = 2.0 if activation == "sigmoid" else 6.0
-    for (w, b), fan_in, fan_out in zip(network.layer_slices(), network.sizes[:-1], network.sizes[1:]):
+    sizes = network.sizes
+    for (w, b), fan_in, fan_out in zip(network.layer_slices(), sizes[:-1], sizes[1:]):
         bound = np.sqrt(factor / (fan_in + fan_out))
         theta[w] = rng.uniform(-bound, bound, fan_in * fan_out)
         theta[b] = rng.uniform(-bound, bound, fan_out)

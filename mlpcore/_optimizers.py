@@ -10,6 +10,9 @@ either library from the same weights gives the same result:
 * ``Nesterov``:  v <- mu v - lr g;  theta <- theta + mu v - lr g
 * ``Adam``:      m <- b1 m + (1 - b1) g;  s <- b2 s + (1 - b2) g^2;
                  theta <- theta - lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(s) + eps)
+
+``LBFGS`` is different: no batches and no learning rate; scipy's L-BFGS-B minimises the
+full-data loss, fed by the compiled loss-and-gradient (see ``mlpcore._lbfgs``).
 """
 
 import numpy as np
@@ -28,6 +31,7 @@ class Optimizer:
 
     rule = None
     n_state = 0
+    stochastic = True
 
     def __init__(self, learning_rate=0.1):
         self.learning_rate = check_positive_float(learning_rate, "learning_rate")
@@ -133,17 +137,73 @@ class Adam(Optimizer):
         return {"learning_rate": self.learning_rate, **self._constants()}
 
 
-OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adam": Adam}
+class LBFGS(Optimizer):
+    """Limited-memory BFGS on the full-data loss (scipy.optimize's L-BFGS-B).
+
+    For small data sets: every iteration evaluates the loss and gradient over all samples
+    with the compiled engine, and needs no learning rate or batches. One iteration counts
+    as one epoch in ``history``; training stops at ``epochs`` iterations, after ``max_fun``
+    loss evaluations, or when the largest gradient component falls below ``tol`` (scipy's
+    ``gtol``; 1e-5 when ``tol`` is None).
+
+    Parameters
+    ----------
+    max_fun : int
+        Maximum number of loss-and-gradient evaluations.
+    history_size : int
+        Number of correction pairs kept (scipy's ``maxcor``).
+    ftol : float
+        Stop when the relative decrease of the loss in an iteration falls below ``ftol``
+        (scipy's default); 0 disables this test, leaving ``tol`` on the gradient.
+    """
+
+    rule = "lbfgs"
+    stochastic = False
+
+    def __init__(self, max_fun=15000, history_size=10, ftol=2.220446049250313e-09):
+        from mlpcore._validation import check_int
+
+        self.learning_rate = None
+        self.max_fun = check_int(max_fun, "max_fun", minimum=1)
+        self.history_size = check_int(history_size, "history_size", minimum=1)
+        self.ftol = check_positive_float(ftol, "ftol", allow_zero=True)
+        self.state = []
+        self.t = 0
+
+    def engine_args(self, learning_rate):
+        raise TypeError("L-BFGS does not run through the epoch loop")
+
+    def get_config(self):
+        return {"max_fun": self.max_fun, "history_size": self.history_size, "ftol": self.ftol}
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adam": Adam,
+              "lbfgs": LBFGS}
 
 
 def make_optimizer(optimizer, learning_rate=None):
-    """An Optimizer from a name (with ``learning_rate`` if given) or an Optimizer instance."""
+    """A fresh Optimizer from a name or from an Optimizer instance (whose settings are copied).
+
+    Parameters
+    ----------
+    optimizer : str or Optimizer
+    learning_rate : float, optional
+        Base rate for a named optimizer (default: the optimizer's own, 0.1 for the SGD
+        family, 0.001 for Adam). Passing it with an Optimizer instance is an error: the
+        instance carries its own.
+    """
     if isinstance(optimizer, Optimizer):
-        return optimizer
+        if learning_rate is not None:
+            raise ValueError("learning_rate is set on the optimizer object; do not pass both")
+        return type(optimizer)(**optimizer.get_config())
     if not isinstance(optimizer, str):
         raise TypeError(f"optimizer must be a name or an Optimizer, got {type(optimizer).__name__}")
     name = optimizer.lower()
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; valid values are {sorted(OPTIMIZERS)}")
     cls = OPTIMIZERS[name]
-    return cls() if learning_rate is None else cls(learning_rate=learning_rate)
+    if cls is LBFGS and learning_rate is not None:
+        raise ValueError("optimizer='lbfgs' takes no learning_rate")
+    if learning_rate is None:
+        return cls()
+    return cls(learning_rate=learning_rate)

@@ -13,6 +13,17 @@ import numpy as np
 from mlpcore._validation import _as_numeric_array, check_finite
 
 
+def _as_array(a, name):
+    """``np.asarray(a)``, with conversion failures (ragged lists, ...) naming the argument."""
+    if np.ma.isMaskedArray(a) and np.ma.is_masked(a):
+        raise ValueError(f"{name} is a masked array with masked entries; fill them or drop "
+                         "those rows")
+    try:
+        return np.asarray(a)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from exc
+
+
 def _is_label_array(y):
     if y.dtype.kind in "biuUS":
         return True
@@ -55,13 +66,20 @@ class Targets:
         self.ndim = ndim
 
     @classmethod
-    def from_y(cls, Y, output):
+    def from_y(cls, Y, output, classes=None):
         """Infer the task from Y; ``output`` (if given) may shape the encoding.
 
         With exactly two classes and ``output='sigmoid'`` the network gets one output unit,
         P(y = classes[1]), like the tutorial's XOR network and scikit-learn's binary MLP.
+        ``classes`` (for ``partial_fit``) lists every label that can occur, when the first
+        Y may not show them all.
         """
-        y = np.asarray(Y)
+        if classes is not None:
+            Y = _as_array(classes, "classes")
+            if Y.ndim != 1 or not _is_label_array(Y):
+                raise ValueError("classes must be a 1-D array of labels (integers, booleans "
+                                 "or strings)")
+        y = _as_array(Y, "Y")
         if y.ndim == 2 and y.shape[1] == 1 and _is_label_array(y):
             y = y.ravel()
         if y.ndim == 1 and _is_label_array(y):
@@ -69,7 +87,8 @@ class Targets:
                 try:
                     classes = np.unique(y)
                 except TypeError:
-                    raise TypeError("labels in Y must all be of one kind (all str or all int)") from None
+                    raise TypeError(
+                        "labels in Y must all be of one kind (all str or all int)") from None
                 classes = classes.astype(str if isinstance(classes[0], str) else np.int64)
             else:
                 classes = np.unique(y)
@@ -100,7 +119,9 @@ class Targets:
             y = np.ascontiguousarray(y, dtype=dtype)
             check_finite(y, "Y")
             return y
-        y = np.asarray(Y)
+        y = _as_array(Y, "Y")
+        if y.ndim == 0:
+            raise ValueError("Y must be 1-D class labels or 2-D one-hot rows, got a scalar")
         if y.shape[0] != n_samples:
             raise ValueError(f"X has {n_samples} samples but Y has {y.shape[0]}")
         if self.one_hot:
@@ -160,6 +181,65 @@ class Targets:
         if self.single_sigmoid:
             return self.classes[(A[:, 0] > 0.5).astype(np.intp)]
         return self.classes[np.argmax(A, axis=1)]
+
+    def class_index_of_rows(self, Ym):
+        """Class index of each row of an encoded target matrix (classification)."""
+        if self.single_sigmoid:
+            return (Ym[:, 0] > 0.5).astype(np.intp)
+        return np.argmax(Ym, axis=1)
+
+    def labels_for_stratification(self, Ym):
+        """Per-row class for a stratified split, or None (regression, multi-output targets)."""
+        return self.class_index_of_rows(Ym) if self.task == "classification" else None
+
+    def apply_class_weight(self, class_weight, Ym, sw, dtype):
+        """Multiply per-sample weights by the weight of each sample's class.
+
+        ``'balanced'`` weighs class c by N / (n_classes * N_c), as scikit-learn does; a dict
+        maps labels to weights (labels not in it weigh 1).
+        """
+        if self.task != "classification":
+            raise ValueError("class_weight is only for classification")
+        idx = self.class_index_of_rows(Ym)
+        n_classes = len(self.classes)
+        if class_weight == "balanced":
+            counts = np.bincount(idx, minlength=n_classes).astype(np.float64)
+            per_class = np.where(counts > 0, len(idx) / (n_classes * np.maximum(counts, 1)), 0)
+        else:
+            per_class = np.ones(n_classes)
+            for label, weight in class_weight.items():
+                pos = np.flatnonzero(self.classes == np.asarray(label, dtype=self.classes.dtype))
+                if len(pos) == 0:
+                    raise ValueError(f"class_weight names label {label!r}, which is not one of "
+                                     f"the classes {self.classes.tolist()}")
+                if not (np.isfinite(weight) and weight >= 0):
+                    raise ValueError(f"class_weight[{label!r}] must be a non-negative number")
+                per_class[pos[0]] = weight
+        w = per_class[idx]
+        if sw is not None:
+            w = w * sw
+        if not w.sum() > 0:
+            raise ValueError("class and sample weights leave no sample with positive weight")
+        return np.ascontiguousarray(w, dtype=dtype)
+
+    def score(self, A, Ym, sw=None):
+        """Accuracy (classification) or R^2 averaged over outputs (regression).
+
+        A are output activations, Ym the encoded targets, sw optional sample weights.
+        """
+        if self.task == "classification":
+            if self.single_sigmoid:
+                pred = (A[:, 0] > 0.5).astype(np.intp)
+            else:
+                pred = np.argmax(A, axis=1)
+            return float(np.average(pred == self.class_index_of_rows(Ym), weights=sw))
+        Y = Ym.astype(np.float64)
+        P = A.astype(np.float64)
+        ss_res = np.average((Y - P) ** 2, axis=0, weights=sw)
+        ss_tot = np.average((Y - np.average(Y, axis=0, weights=sw)) ** 2, axis=0, weights=sw)
+        r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1),
+                      np.where(ss_res > 0, 0.0, 1.0))
+        return float(np.mean(r2))
 
     def to_dict(self):
         return {"task": self.task, "n_outputs": self.n_outputs, "one_hot": self.one_hot,

@@ -3,7 +3,15 @@
 What is copied: X and Y are converted with :func:`numpy.ascontiguousarray` to the working
 dtype, which copies only when the input is not already a C-contiguous array of that dtype
 (lists, Fortran-ordered or strided views, other dtypes). A C-contiguous float64 array (or
-float32 when training in float32) is used as is, read-only and memory-mapped arrays included.
+float32 when training in float32) is used as is, read-only and memory-mapped arrays included;
+it is never written to. Integer, boolean and float16 inputs are converted once, to float64
+(or to float32 with ``dtype=np.float32``). Class labels become a one-hot (N, K) matrix in the
+working dtype. A validation split (``validation_fraction``, ``early_stopping``) copies the
+rows of each part.
+
+What is refused: non-numeric, complex, object, structured and sparse inputs (TypeError);
+masked arrays with masked entries, arrays that are not 2-D, empty arrays, NaN or infinity,
+and the wrong number of features (ValueError). Each message names the argument.
 """
 
 import numbers
@@ -25,14 +33,19 @@ def working_dtype(X, dtype):
         if dt not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dt}")
         return dt
-    if getattr(X, "dtype", None) == np.float32:
+    dt = getattr(X, "dtype", None)
+    if isinstance(dt, np.dtype) and dt.kind == "f" and dt.itemsize == 4:  # either byte order
         return np.dtype(np.float32)
     return np.dtype(np.float64)
 
 
 def _as_numeric_array(a, name):
     if hasattr(a, "toarray") and hasattr(a, "nnz"):
-        raise TypeError(f"{name} is a sparse matrix; mlpcore needs a dense array ({name}.toarray())")
+        raise TypeError(
+            f"{name} is a sparse matrix; mlpcore needs a dense array ({name}.toarray())")
+    if np.ma.isMaskedArray(a) and np.ma.is_masked(a):
+        raise ValueError(f"{name} is a masked array with masked entries; fill them "
+                         f"({name}.filled(value)) or drop those rows")
     try:
         arr = np.asarray(a)
     except (ValueError, TypeError) as exc:
@@ -128,7 +141,8 @@ def check_positive_float(value, name, allow_zero=False):
         raise TypeError(f"{name} must be a number, got {value!r}")
     value = float(value)
     if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}")
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound} and finite, got {value}")
     return value
 
 

@@ -13,6 +13,7 @@ cdef enum Activation:
     TANH = 2
     RELU = 3
     SOFTMAX = 4
+    EXP = 5        # output only: the Poisson mean exp(z)
 
 
 cdef inline floating fexp(floating x) noexcept nogil:
@@ -47,6 +48,40 @@ cdef inline void softmax_row(floating* z, Py_ssize_t n) noexcept nogil:
         z[j] = z[j] * total
 
 
+cdef inline void activate(floating* z, Py_ssize_t n, int act) noexcept nogil:
+    """z <- g(z) in place for one row of n pre-activations (softmax over the row)."""
+    cdef Py_ssize_t j
+    if act == SIGMOID:
+        for j in range(n):
+            z[j] = sigmoid(z[j])
+    elif act == TANH:
+        for j in range(n):
+            if floating is float:
+                z[j] = tanhf(z[j])
+            else:
+                z[j] = tanh(z[j])
+    elif act == RELU:
+        for j in range(n):
+            if z[j] < 0:
+                z[j] = 0
+    elif act == SOFTMAX:
+        softmax_row(z, n)
+    elif act == EXP:
+        for j in range(n):
+            z[j] = fexp(z[j])
+
+
+cdef inline floating derivative(floating a, int act) noexcept nogil:
+    """g'(z) for one unit, written in terms of its output a = g(z)."""
+    if act == SIGMOID:
+        return a * (1 - a)
+    if act == TANH:
+        return 1 - a * a
+    if act == RELU:
+        return 1 if a > 0 else 0
+    return 1
+
+
 cdef inline void bias_activation(floating* z, const floating* b, Py_ssize_t n_rows,
                                  Py_ssize_t n_cols, int act) noexcept nogil:
     """z[i, j] <- g(z[i, j] + b[j]) in place (softmax normalises each row); one pass."""
@@ -71,10 +106,13 @@ cdef inline void bias_activation(floating* z, const floating* b, Py_ssize_t n_ro
             for j in range(n_cols):
                 v = row[j] + b[j]
                 row[j] = v if v > 0 else 0
-        else:  # SOFTMAX
+        elif act == SOFTMAX:
             for j in range(n_cols):
                 row[j] = row[j] + b[j]
             softmax_row(row, n_cols)
+        else:  # EXP
+            for j in range(n_cols):
+                row[j] = fexp(row[j] + b[j])
 
 
 cdef inline void mul_derivative(floating* delta, const floating* a, Py_ssize_t size,

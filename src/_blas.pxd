@@ -7,7 +7,7 @@
 #
 # Every wrapper is fused over float32 (s...) and float64 (d...), inline, noexcept and nogil.
 from cython cimport floating
-from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv, sger, dger
+from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv, sger, dger, ddot, dsdot
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
@@ -44,3 +44,14 @@ cdef inline void ger(int m, int n, floating alpha, const floating* x, const floa
         sger(&n, &m, &alpha, <float*> y, &inc, <float*> x, &inc, a, &lda)
     else:
         dger(&n, &m, &alpha, <double*> y, &inc, <double*> x, &inc, a, &lda)
+
+
+cdef inline double sumsq(const floating* x, int n) noexcept nogil:
+    """sum_i x_i^2, accumulated in double (dsdot for float32)."""
+    cdef int inc = 1
+    if n <= 0:
+        return 0
+    if floating is float:
+        return dsdot(&n, <float*> x, &inc, <float*> x, &inc)
+    else:
+        return ddot(&n, <double*> x, &inc, <double*> x, &inc)

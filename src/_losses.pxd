@@ -4,8 +4,11 @@
 #   mse:            l_i = 1/2 sum_k (a_ik - y_ik)^2
 #   cross_entropy:  l_i = -sum_k y_ik log a_ik                        (softmax output)
 #                   l_i = -sum_k [y_ik log a_ik + (1-y_ik) log(1-a_ik)] (sigmoid output)
+#   poisson:        l_i = sum_k [y_ik log(y_ik / a_ik) - y_ik + a_ik]   (exp output; half the
+#                   Poisson deviance, scikit-learn's poisson_loss)
 # and the batch loss is J = sum_i w_i l_i / sum_i w_i. The rows of delta_L hold w_i dl_i/dz_i:
-#   a - y                   for softmax + cross_entropy, sigmoid + cross_entropy, identity + mse
+#   a - y                   for softmax + cross_entropy, sigmoid + cross_entropy, identity + mse,
+#                           exp + poisson
 #   (a - y) a (1 - a)       for sigmoid + mse (the tutorial's delta2)
 #   a (e - <e, a>), e = a-y for softmax + mse (the softmax Jacobian applied to a - y)
 # Probabilities inside log are clipped to [eps, 1 - eps] (eps = the dtype's machine epsilon,
@@ -19,6 +22,7 @@ from _activations cimport IDENTITY, SIGMOID, SOFTMAX
 cdef enum Loss:
     MSE = 0
     CROSS_ENTROPY = 1
+    POISSON = 2
 
 
 cdef inline double clipped_log(double p, double eps) noexcept nogil:
@@ -39,6 +43,12 @@ cdef inline double sample_loss(const floating* a, const floating* y, Py_ssize_t 
             diff = <double> a[j] - y[j]
             total += diff * diff
         return 0.5 * total
+    if loss == POISSON:
+        for j in range(k):
+            if y[j] != 0:  # xlogy(y, y / a)
+                total += y[j] * log(<double> y[j] / a[j])
+            total += <double> a[j] - y[j]
+        return total
     if output == SOFTMAX:
         for j in range(k):
             if y[j] != 0:  # xlogy: a zero target contributes nothing, even where a = 0
@@ -57,7 +67,7 @@ cdef inline void sample_delta(floating* d, const floating* a, const floating* y,
     """d = w * dl_i/dz for one sample (the output pre-activation z, a = g(z))."""
     cdef Py_ssize_t j
     cdef floating dot = 0
-    if loss == CROSS_ENTROPY or output == IDENTITY:
+    if loss != MSE or output == IDENTITY:
         for j in range(k):  # canonical link: the derivative collapses to a - y
             d[j] = w * (a[j] - y[j])
     elif output == SIGMOID:

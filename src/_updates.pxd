@@ -48,3 +48,38 @@ cdef inline void adam_step(floating* theta, const floating* g, floating* m, floa
             theta[i] = theta[i] - lr_t * m[i] / (sqrtf(s[i]) + eps)
         else:
             theta[i] = theta[i] - lr_t * m[i] / (sqrt(s[i]) + eps)
+
+
+cdef inline void update_row(floating* w, const floating* d, floating a, floating decay,
+                            floating* s1, floating* s2, Py_ssize_t n, int kind, floating lr,
+                            floating mu, floating beta1, floating beta2,
+                            floating eps) noexcept nogil:
+    """One row of a per-sample step, the gradient formed on the fly: g_j = a d_j + decay w_j.
+
+    For a weight row, a is the input unit's activation and d the layer's delta (a rank-1
+    gradient, a x d); for a bias, a = 1 and decay = 0. ``lr`` is Adam's bias-corrected rate.
+    """
+    cdef Py_ssize_t j
+    cdef floating g
+    if kind == SGD:
+        for j in range(n):
+            w[j] = w[j] - lr * (a * d[j] + decay * w[j])
+    elif kind == MOMENTUM:
+        for j in range(n):
+            g = a * d[j] + decay * w[j]
+            s1[j] = mu * s1[j] - lr * g
+            w[j] = w[j] + s1[j]
+    elif kind == NESTEROV:
+        for j in range(n):
+            g = a * d[j] + decay * w[j]
+            s1[j] = mu * s1[j] - lr * g
+            w[j] = w[j] + (mu * s1[j] - lr * g)
+    else:
+        for j in range(n):
+            g = a * d[j] + decay * w[j]
+            s1[j] = beta1 * s1[j] + (1 - beta1) * g
+            s2[j] = beta2 * s2[j] + (1 - beta2) * (g * g)
+            if floating is float:
+                w[j] = w[j] - lr * s1[j] / (sqrtf(s2[j]) + eps)
+            else:
+                w[j] = w[j] - lr * s1[j] / (sqrt(s2[j]) + eps)

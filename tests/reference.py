@@ -96,19 +96,30 @@ def gradients(Ws, bs, X, Y, hidden, output, loss_name, sw=None, alpha=0.0):
 
 
 def train_epoch(Ws, bs, X, Y, hidden, output, loss_name, batch_size, lr, order=None,
-                sw=None, alpha=0.0):
-    """One epoch of plain mini-batch gradient descent; returns new (Ws, bs)."""
+                sw=None, alpha=0.0, return_loss=False):
+    """One epoch of plain mini-batch gradient descent; returns new (Ws, bs).
+
+    With ``return_loss`` also the epoch's loss: the batch losses J_b, each at the batch's
+    starting parameters, averaged with the batches' total weights.
+    """
     Ws = [W.copy() for W in Ws]
     bs = [b.copy() for b in bs]
     n = len(X)
     order = np.arange(n) if order is None else order
+    total = weight = 0.0
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size]
-        swb = None if sw is None else sw[idx]
-        if swb is not None and swb.sum() == 0:
+        swb = np.ones(len(idx)) if sw is None else sw[idx]
+        if swb.sum() == 0:
             continue
+        if return_loss:
+            total += swb.sum() * loss(Ws, bs, X[idx], Y[idx], hidden, output, loss_name, swb,
+                                      alpha)
+            weight += swb.sum()
         dWs, dbs = gradients(Ws, bs, X[idx], Y[idx], hidden, output, loss_name, swb, alpha)
         for l in range(len(Ws)):
             Ws[l] -= lr * dWs[l]
             bs[l] -= lr * dbs[l]
+    if return_loss:
+        return Ws, bs, total / weight
     return Ws, bs

@@ -29,16 +29,10 @@ def make_problem(rng, n=7, d=4, hidden=(5, 3), k=3, output="softmax"):
 
 
 def fitted_model(X, Y, Ws, bs, activation, output, loss, **kw):
-    """A model holding exactly (Ws, bs): trained zero steps is not allowed, so build it."""
-    from mlpcore._model import MLP
-    from mlpcore._targets import Targets
-
-    model = MLP((X.shape[1], *[W.shape[1] for W in Ws]), activation=activation, output=output,
-                loss=loss, dtype=np.float64,
-                targets=Targets("regression", None, Y.shape[1]), **kw)
-    from mlpcore._initializers import from_arrays
-
-    from_arrays(model._network, model._theta, (Ws, bs))
+    """A model holding exactly (Ws, bs), built for (X, Y) but not trained."""
+    model = mlpcore.MLP([W.shape[1] for W in Ws[:-1]], activation=activation, output=output,
+                        loss=loss, init=(Ws, bs), **kw)
+    model.build(X, Y)
     return model
 
 
@@ -235,3 +229,35 @@ def test_softmax_and_sigmoid_are_stable_for_huge_inputs():
         assert np.isfinite(gw[0]).all() and np.isfinite(gb[0]).all()
     np.testing.assert_allclose(fitted_model(X, Y, Ws, bs, "sigmoid", "sigmoid", "mse").forward(X),
                                [[1, 0], [0, 1], [1, 0], [0, 1]])
+
+
+@pytest.mark.parametrize("hidden,alpha,weighted", [((100,), 0.0, False), ((100, 7), 0.01, True),
+                                                   ((), 0.02, True)])
+def test_blocked_per_sample_sgd_matches_reference(rng, hidden, alpha, weighted):
+    # A first layer with >= GRAM_MIN_WEIGHTS weights: per-sample SGD runs in Gram blocks.
+    k = 4
+    n, d = 3 * _engine.GRAM_BLOCK + 5, 200 if hidden else _engine.GRAM_MIN_WEIGHTS // k + 3
+    X = rng.normal(size=(n, d)) * 0.2
+    Y = np.eye(k)[rng.integers(0, k, n)]
+    sizes = (d, *hidden, k)
+    assert d * sizes[1] >= _engine.GRAM_MIN_WEIGHTS
+    Ws = [rng.normal(scale=0.1, size=(a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [rng.normal(scale=0.1, size=b) for b in sizes[1:]]
+    sw = rng.random(n) + 0.5 if weighted else None
+    if weighted:
+        sw[[3, 40]] = 0
+    model = mlpcore.fit(X, Y, hidden=hidden, activation="tanh", batch_size=1, epochs=2,
+                        learning_rate=0.05, alpha=alpha, seed=11, sample_weight=sw,
+                        init=init_of(Ws, bs))
+    assert model._trainer._workspace.gram_block > 0
+    order_rng = np.random.default_rng(11)
+    Wr, br = Ws, bs
+    losses = []
+    for _ in range(2):
+        Wr, br, epoch_loss = ref.train_epoch(Wr, br, X, Y, "tanh", "softmax", "cross_entropy",
+                                             1, 0.05, order=order_rng.permutation(n), sw=sw,
+                                             alpha=alpha, return_loss=True)
+        losses.append(epoch_loss)
+    for a, b in zip(model.weights + model.biases, Wr + br):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(model.history["loss"], losses, rtol=1e-11)

@@ -1,0 +1,135 @@
+"""Update rules against a NumPy transcription of scikit-learn's formulas, step by step."""
+
+import numpy as np
+import pytest
+
+import mlpcore
+import reference as ref
+
+
+def problem(rng, n=24):
+    X = rng.normal(size=(n, 4))
+    y = rng.integers(0, 3, n)
+    Y = np.eye(3)[y]
+    Ws = [rng.normal(scale=0.5, size=(4, 6)), rng.normal(scale=0.5, size=(6, 3))]
+    bs = [rng.normal(scale=0.1, size=6), rng.normal(scale=0.1, size=3)]
+    return X, y, Y, Ws, bs
+
+
+def flat(Ws, bs):
+    return np.concatenate([np.concatenate([W.ravel(), b]) for W, b in zip(Ws, bs)])
+
+
+def numpy_steps(rule, X, Y, Ws, bs, steps, batch, lr, momentum=0.9, beta1=0.9, beta2=0.999,
+                eps=1e-8, alpha=0.0):
+    """``steps`` epochs of ``rule`` in order (no shuffling), written out in NumPy."""
+    Ws = [W.copy() for W in Ws]
+    bs = [b.copy() for b in bs]
+    params = Ws + bs
+    v = [np.zeros_like(p) for p in params]
+    m = [np.zeros_like(p) for p in params]
+    s = [np.zeros_like(p) for p in params]
+    t = 0
+    n = len(X)
+    for _ in range(steps):
+        for start in range(0, n, batch):
+            sl = slice(start, start + batch)
+            dW, db = ref.gradients(Ws, bs, X[sl], Y[sl], "tanh", "softmax", "cross_entropy",
+                                   alpha=alpha)
+            grads = dW + db
+            for i, (p, g) in enumerate(zip(params, grads)):
+                if rule == "sgd":
+                    p -= lr * g
+                elif rule in ("momentum", "nesterov"):
+                    v[i] = momentum * v[i] - lr * g
+                    p += (momentum * v[i] - lr * g) if rule == "nesterov" else v[i]
+            if rule == "adam":
+                t += 1
+                lr_t = lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+                for i, (p, g) in enumerate(zip(params, grads)):
+                    m[i] = beta1 * m[i] + (1 - beta1) * g
+                    s[i] = beta2 * s[i] + (1 - beta2) * g ** 2
+                    p -= lr_t * m[i] / (np.sqrt(s[i]) + eps)
+    return Ws, bs
+
+
+@pytest.mark.parametrize("rule", ["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("batch", [None, 5, 1])
+def test_rule_matches_numpy_transcription(rng, rule, batch):
+    X, y, Y, Ws, bs = problem(rng)
+    lr = 0.01 if rule == "adam" else 0.1
+    model = mlpcore.fit(X, y, hidden=(6,), activation="tanh", optimizer=rule, learning_rate=lr,
+                        batch_size=batch, epochs=3, shuffle=False, alpha=0.01,
+                        init=([W.copy() for W in Ws], [b.copy() for b in bs]))
+    rW, rb = numpy_steps(rule, X, Y, Ws, bs, 3, batch or len(X), lr, alpha=0.01)
+    np.testing.assert_allclose(flat(model.weights, model.biases), flat(rW, rb),
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("steps", [1, 10])
+def test_adam_bias_correction(rng, steps):
+    X, y, Y, Ws, bs = problem(rng)
+    lr = 0.01
+    model = mlpcore.fit(X, y, hidden=(6,), activation="tanh", optimizer="adam",
+                        learning_rate=lr, batch_size=None, epochs=steps,
+                        init=([W.copy() for W in Ws], [b.copy() for b in bs]))
+    rW, rb = numpy_steps("adam", X, Y, Ws, bs, steps, len(X), lr)
+    np.testing.assert_allclose(flat(model.weights, model.biases), flat(rW, rb),
+                               rtol=1e-12, atol=1e-12)
+    assert model.optimizer.t == steps
+    if steps == 1:
+        # With bias correction m_hat / sqrt(s_hat) = g / |g| at step 1: every parameter
+        # moves by almost exactly lr (uncorrected, it would be lr (1 - b1) / sqrt(1 - b2),
+        # about 3.2 lr). In scikit-learn's form, with the correction folded into the step,
+        # epsilon acts as eps / sqrt(1 - b2^t): the move is lr |g| / (|g| + eps / sqrt(1 - b2)).
+        start = mlpcore.MLP((6,), activation="tanh", init=(Ws, bs))
+        start.build(X, y)
+        g = np.abs(flat(*start.gradients(X, y)))
+        moved = np.abs(flat(model.weights, model.biases) - flat(Ws, bs))
+        np.testing.assert_allclose(moved, lr * g / (g + 1e-8 / np.sqrt(1 - 0.999)), rtol=1e-9)
+
+
+def test_optimizer_objects_carry_settings(rng):
+    X, y, Y, Ws, bs = problem(rng)
+    init = ([W.copy() for W in Ws], [b.copy() for b in bs])
+    model = mlpcore.fit(X, y, hidden=(6,), activation="tanh", batch_size=None, epochs=2,
+                        optimizer=mlpcore.Momentum(learning_rate=0.05, momentum=0.5), init=init)
+    rW, rb = numpy_steps("momentum", X, Y, Ws, bs, 2, len(X), 0.05, momentum=0.5)
+    np.testing.assert_allclose(flat(model.weights, model.biases), flat(rW, rb), rtol=1e-12)
+    with pytest.raises(ValueError, match="learning_rate"):
+        mlpcore.fit(X, y, optimizer=mlpcore.Adam(), learning_rate=0.1)
+    with pytest.raises(ValueError, match="momentum"):
+        mlpcore.Momentum(momentum=1.5)
+
+
+def test_momentum_and_adam_beat_plain_sgd_in_the_same_epochs(rng):
+    X = rng.normal(size=(300, 5))
+    y = (np.sin(X[:, 0]) + X[:, 1] * X[:, 2] > 0).astype(int)
+    final = {}
+    for name, lr in [("sgd", 0.01), ("momentum", 0.01), ("adam", 0.01)]:
+        model = mlpcore.fit(X, y, hidden=(16,), optimizer=name, learning_rate=lr, epochs=20,
+                            seed=0)
+        final[name] = model.history["loss"][-1]
+    assert final["momentum"] < final["sgd"]
+    assert final["adam"] < final["sgd"]
+
+
+def test_lbfgs_drives_the_gradient_to_zero(rng):
+    X = rng.normal(size=(40, 3))
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)
+    model = mlpcore.fit(X, y, hidden=(5,), activation="tanh", epochs=5000, alpha=1e-3, seed=0,
+                        optimizer=mlpcore.LBFGS(ftol=0), tol=1e-7)
+    gw, gb = model.gradients(X, y)
+    assert np.sqrt(sum((g ** 2).sum() for g in gw + gb)) < 1e-5
+    assert model.training_result.stop_reason == "converged"
+    assert len(model.history["loss"]) == model.optimizer.t
+    assert model.history["loss"][-1] < model.history["loss"][0]
+
+
+def test_lbfgs_refuses_partial_fit_and_learning_rate(rng):
+    X, y, *_ = problem(rng)
+    with pytest.raises(ValueError, match="learning_rate"):
+        mlpcore.fit(X, y, optimizer="lbfgs", learning_rate=0.1)
+    model = mlpcore.MLP((4,), optimizer="lbfgs")
+    with pytest.raises(ValueError, match="stochastic"):
+        model.partial_fit(X, y)

@@ -1,0 +1,266 @@
+"""mlpcore.sklearn against scikit-learn itself: same parameters, same results, same contract."""
+
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn import neural_network as sk  # noqa: E402
+from sklearn.base import clone  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from mlpcore.datasets import load_digits  # noqa: E402
+from mlpcore.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@parametrize_with_checks([MLPClassifier(max_iter=100), MLPRegressor(max_iter=100),
+                          MLPClassifier(solver="sgd", max_iter=50)])
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def digits(n=400):
+    X, y = load_digits()
+    return X[:n] / 16, y[:n]
+
+
+def assert_same_fit(ours, theirs, rtol=1e-10):
+    assert len(ours.coefs_) == len(theirs.coefs_)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        assert a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-12)
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-10)
+    if hasattr(theirs, "loss_curve_"):
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+        assert ours.t_ == theirs.t_
+
+
+SOLVERS = [
+    dict(solver="sgd", momentum=0.0),
+    dict(solver="sgd", momentum=0.9, nesterovs_momentum=False),
+    dict(solver="sgd", momentum=0.9, nesterovs_momentum=True, learning_rate="invscaling"),
+    dict(solver="adam"),
+    dict(solver="lbfgs"),
+]
+
+
+@pytest.mark.parametrize("params", SOLVERS, ids=lambda p: "-".join(map(str, p.values())))
+@pytest.mark.parametrize("batch_size", [1, 32, "auto"])
+def test_one_epoch_matches_scikit_learn(params, batch_size):
+    X, y = digits(150)
+    kw = dict(hidden_layer_sizes=(20,), random_state=0, max_iter=1, batch_size=batch_size,
+              alpha=1e-3, **params)
+    if params["solver"] == "lbfgs" and batch_size != "auto":
+        pytest.skip("L-BFGS uses no batches")
+    assert_same_fit(MLPClassifier(**kw).fit(X, y), sk.MLPClassifier(**kw).fit(X, y))
+
+
+@pytest.mark.parametrize("params", SOLVERS, ids=lambda p: "-".join(map(str, p.values())))
+def test_same_starting_weights_give_same_weights(params):
+    # The same initial coefs_ set by hand (not drawn from random_state), then one epoch.
+    X, y = digits(120)
+    rng = np.random.default_rng(0)
+    coefs = [rng.normal(scale=0.3, size=(64, 16)), rng.normal(scale=0.3, size=(16, 10))]
+    intercepts = [rng.normal(scale=0.1, size=16), rng.normal(scale=0.1, size=10)]
+    fitted = []
+    for cls in (MLPClassifier, sk.MLPClassifier):
+        est = cls(hidden_layer_sizes=(16,), max_iter=1, warm_start=True, shuffle=False,
+                  **params)
+        est.fit(X, y)  # initialises; then replace the weights and train one more epoch
+        est.coefs_ = [c.copy() for c in coefs]
+        est.intercepts_ = [i.copy() for i in intercepts]
+        est.fit(X, y)
+        fitted.append(est)
+    for a, b in zip(fitted[0].coefs_ + fitted[0].intercepts_,
+                    fitted[1].coefs_ + fitted[1].intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("task", ["binary", "multilabel", "squared_error", "multioutput",
+                                  "poisson", "early_stopping", "adaptive", "sample_weight"])
+def test_full_fits_match_scikit_learn(task):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(160, 5))
+    kw = dict(hidden_layer_sizes=(12, 7), random_state=3, max_iter=30, tol=1e-6)
+    fit_kw = {}
+    if task == "binary":
+        y, cls = (X[:, 0] > 0).astype(int), "MLPClassifier"
+    elif task == "multilabel":
+        y, cls = (X[:, :3] > 0).astype(int), "MLPClassifier"
+    elif task == "squared_error":
+        y, cls = X @ [1.0, -1.0, 0.5, 0.0, 2.0], "MLPRegressor"
+    elif task == "multioutput":
+        y, cls = np.column_stack([X[:, 0], X[:, 1] * X[:, 2]]), "MLPRegressor"
+        kw.update(solver="lbfgs")
+    elif task == "poisson":
+        y, cls = rng.poisson(np.exp(0.3 * X[:, 0])), "MLPRegressor"
+        kw.update(loss="poisson", learning_rate_init=0.01)
+    elif task == "early_stopping":
+        y, cls = (X[:, 0] + X[:, 1] > 0).astype(int), "MLPClassifier"
+        kw.update(early_stopping=True, validation_fraction=0.2, n_iter_no_change=3)
+    elif task == "adaptive":
+        y, cls = X @ [1.0, -1.0, 0.5, 0.0, 2.0], "MLPRegressor"
+        kw.update(solver="sgd", learning_rate="adaptive", tol=10.0, n_iter_no_change=2)
+    else:
+        y, cls = (X[:, 0] > 0).astype(int), "MLPClassifier"
+        fit_kw = dict(sample_weight=rng.random(160) * 2)
+    ours = globals()[cls](**kw).fit(X, y, **fit_kw)
+    theirs = getattr(sk, cls)(**kw).fit(X, y, **fit_kw)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours.out_activation_ == theirs.out_activation_
+    if task != "sample_weight":  # documented: the loss is averaged by batch weight
+        assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
+    if task == "early_stopping":
+        assert ours.validation_scores_ == pytest.approx(theirs.validation_scores_)
+        assert ours.best_validation_score_ == theirs.best_validation_score_
+        assert ours.best_loss_ is None
+    if task == "adaptive":
+        assert ours._optimizer.learning_rate == theirs._optimizer.learning_rate
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-9, atol=1e-12)
+
+
+def test_accuracy_after_full_training_matches_on_digits():
+    X, y = load_digits()
+    Xtr, Xte, ytr, yte = train_test_split(X / 16, y, test_size=0.25, random_state=0,
+                                          stratify=y)
+    kw = dict(random_state=0, max_iter=60)
+    ours = MLPClassifier(**kw).fit(Xtr, ytr).score(Xte, yte)
+    theirs = sk.MLPClassifier(**kw).fit(Xtr, ytr).score(Xte, yte)
+    assert ours > 0.95
+    assert abs(ours - theirs) <= 0.02
+
+
+def test_convergence_warning_when_max_iter_is_reached():
+    X, y = digits(100)
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        MLPClassifier(max_iter=2, random_state=0).fit(X, y)
+
+
+@pytest.mark.parametrize("params,error", [
+    (dict(alpha=-1.0), "alpha"),
+    (dict(solver="newton"), "solver"),
+    (dict(activation="softplus"), "activation"),
+    (dict(learning_rate="cyclic"), "learning_rate"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(max_iter=0), "max_iter"),
+    (dict(momentum=1.5), "momentum"),
+    (dict(validation_fraction=1.0), "validation_fraction"),
+    (dict(beta_1=1.0), "beta_1"),
+    (dict(n_iter_no_change=0), "n_iter_no_change"),
+])
+def test_parameter_validation_raises_like_scikit_learn(params, error):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = digits(50)
+    for cls in (MLPClassifier, sk.MLPClassifier):
+        with pytest.raises(InvalidParameterError, match=error):
+            cls(**params).fit(X, y)
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        MLPClassifier(hidden_layer_sizes=(3, 0)).fit(X, y)
+
+
+def test_float32_stays_float32_with_every_solver():
+    X, y = digits(120)
+    X = X.astype(np.float32)
+    for solver in ("sgd", "adam", "lbfgs"):
+        clf = MLPClassifier(solver=solver, max_iter=5, random_state=0).fit(X, y)
+        assert all(c.dtype == np.float32 for c in clf.coefs_ + clf.intercepts_)
+        assert clf.predict_proba(X).dtype == np.float32
+    reg = MLPRegressor(max_iter=5, random_state=0).fit(X, y.astype(np.float32))
+    assert reg.predict(X).dtype == np.float32
+
+
+def test_pipeline_grid_search_cross_validation_clone_and_pickle():
+    X, y = digits(300)
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(max_iter=30, random_state=0))
+    scores = cross_val_score(pipe, X, y, cv=3)
+    reference = cross_val_score(
+        make_pipeline(StandardScaler(), sk.MLPClassifier(max_iter=30, random_state=0)), X, y,
+        cv=3)
+    np.testing.assert_allclose(scores, reference)
+    assert scores.mean() > 0.7
+    grid = GridSearchCV(MLPClassifier(max_iter=20, random_state=0),
+                        {"hidden_layer_sizes": [(10,), (30,)], "alpha": [1e-4, 1e-2]}, cv=2)
+    grid.fit(X, y)
+    assert grid.best_params_["hidden_layer_sizes"] in [(10,), (30,)]
+    clf = clone(grid.best_estimator_)
+    assert not hasattr(clf, "coefs_")
+    clf.fit(X, y)
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
+    before = [c.copy() for c in restored.coefs_]
+    restored.partial_fit(X, y)  # training resumes after unpickling
+    assert any(not np.array_equal(a, b) for a, b in zip(before, restored.coefs_))
+
+
+def test_partial_fit_and_warm_start_match_scikit_learn():
+    X, y = digits(200)
+    pair = []
+    for cls in (MLPClassifier, sk.MLPClassifier):
+        est = cls(hidden_layer_sizes=(16,), random_state=0, solver="sgd")
+        for start in range(0, 200, 50):
+            est.partial_fit(X[start:start + 50], y[start:start + 50], classes=np.arange(10))
+        pair.append(est)
+    for a, b in zip(pair[0].coefs_, pair[1].coefs_):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="classes"):
+        MLPClassifier().partial_fit(X, y)
+
+
+def test_user_assigned_coefs_are_used_for_prediction():
+    X, y = digits(100)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X, y)
+    ref = sk.MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X, y)
+    zeros = [np.zeros_like(c) for c in clf.coefs_]
+    clf.coefs_, ref.coefs_ = zeros, [z.copy() for z in zeros]
+    np.testing.assert_allclose(clf.predict_proba(X), ref.predict_proba(X), rtol=1e-12)
+    clf.intercepts_[1][:] = 0  # in place, on a view of the engine's parameters
+    ref.intercepts_[1][:] = 0
+    np.testing.assert_allclose(clf.predict_proba(X), ref.predict_proba(X), rtol=1e-12)
+
+
+def test_sparse_input_is_accepted():
+    import scipy.sparse
+
+    X, y = digits(120)
+    dense = MLPClassifier(max_iter=5, random_state=0).fit(X, y)
+    sparse = MLPClassifier(max_iter=5, random_state=0).fit(scipy.sparse.csr_matrix(X), y)
+    np.testing.assert_allclose(sparse.coefs_[0], dense.coefs_[0], rtol=1e-12)
+    np.testing.assert_allclose(sparse.predict_proba(scipy.sparse.csr_matrix(X)),
+                               dense.predict_proba(X), rtol=1e-12)
+
+
+def test_poisson_refuses_negative_targets():
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    with pytest.raises(ValueError, match="negative"):
+        MLPRegressor(loss="poisson", max_iter=2).fit(X, X[:, 0])
+
+
+def test_mlpcore_imports_without_scikit_learn():
+    code = (
+        "import sys; sys.modules['sklearn'] = None\n"
+        "import numpy as np, mlpcore\n"
+        "m = mlpcore.fit(np.eye(4), [0, 1, 0, 1], hidden=3, epochs=2)\n"
+        "try:\n"
+        "    import mlpcore.sklearn\n"
+        "except ImportError as e:\n"
+        "    print('needs:', e)\n"
+    )
+    with warnings.catch_warnings():
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "pip install 'mlpcore[sklearn]'" in out.stdout

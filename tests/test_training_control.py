@@ -1,0 +1,235 @@
+"""Training control: resuming, online learning, schedules, stopping, callbacks, weights."""
+
+import math
+import os
+import signal
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import mlpcore
+
+
+def data(rng, n=120, d=4, k=3):
+    X = rng.normal(size=(n, d))
+    y = np.argmax(X[:, :k] + 0.5 * rng.normal(size=(n, k)), axis=1)
+    return X, y
+
+
+def same_weights(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a.weights + a.biases, b.weights + b.biases))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "nesterov"])
+def test_fit_more_continues_exactly(rng, optimizer):
+    X, y = data(rng)
+    kw = dict(hidden=(8,), optimizer=optimizer, batch_size=16, seed=5)
+    whole = mlpcore.fit(X, y, epochs=10, **kw)
+    split = mlpcore.fit(X, y, epochs=4, **kw)
+    split.fit_more(X, y, epochs=6)
+    assert same_weights(whole, split)
+    assert whole.history == split.history
+    assert whole.optimizer.t == split.optimizer.t
+
+
+def test_fit_more_after_save_and_load_continues_exactly(rng, tmp_path):
+    X, y = data(rng)
+    kw = dict(hidden=(8,), optimizer="adam", batch_size=16, seed=5, schedule="invscaling")
+    whole = mlpcore.fit(X, y, epochs=6, **kw)
+    part = mlpcore.fit(X, y, epochs=2, **kw)
+    part.save(tmp_path / "m.npz")
+    resumed = mlpcore.load(tmp_path / "m.npz").fit_more(X, y, epochs=4)
+    assert same_weights(whole, resumed)
+
+
+def test_partial_fit_in_chunks_equals_one_epoch(rng):
+    X, y = data(rng, n=96)
+    kw = dict(hidden=(8,), batch_size=8, shuffle=False, seed=1)
+    one_epoch = mlpcore.fit(X, y, epochs=1, **kw)
+    online = mlpcore.MLP(**kw)
+    for start in range(0, 96, 24):  # chunks end on batch boundaries
+        online.partial_fit(X[start:start + 24], y[start:start + 24], classes=[0, 1, 2])
+    assert same_weights(one_epoch, online)
+    assert len(online.history["loss"]) == 4
+
+
+def test_partial_fit_needs_known_classes(rng):
+    X, y = data(rng)
+    model = mlpcore.MLP((4,))
+    model.partial_fit(X[:10], np.zeros(10, dtype=int), classes=[0, 1, 2])
+    assert model.classes.tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="not seen in training"):
+        model.partial_fit(X[:5], np.array([0, 1, 2, 3, 1]))
+    with pytest.raises(ValueError, match="early_stopping"):
+        mlpcore.MLP((4,), early_stopping=True).partial_fit(X, y)
+
+
+def test_invscaling_schedule_follows_samples_seen(rng):
+    X, y = data(rng, n=50)
+    model = mlpcore.fit(X, y, hidden=(4,), schedule="invscaling", power_t=0.5,
+                        learning_rate=0.2, epochs=4, seed=0)
+    expected = [0.2] + [0.2 / (50 * e + 1) ** 0.5 for e in range(1, 4)]
+    np.testing.assert_allclose(model.history["lr"], expected, rtol=1e-15)
+
+
+def test_adaptive_schedule_divides_by_five_on_plateau(rng):
+    X, y = data(rng, n=60)
+    # A tol so large no epoch after the first counts as an improvement: the rate drops once
+    # more than n_iter_no_change such epochs follow (scikit-learn's rule), then every
+    # n_iter_no_change + 1 epochs, until it would pass 1e-6 and training stops.
+    model = mlpcore.fit(X, y, hidden=(4,), schedule="adaptive", learning_rate=0.1, tol=10.0,
+                        n_iter_no_change=2, epochs=200, seed=0)
+    lrs = model.history["lr"]
+    assert lrs[:4] == [0.1] * 4 and lrs[4:7] == pytest.approx([0.02] * 3)
+    assert min(lrs) <= 1e-6 * 5 and len(lrs) < 200
+    assert model.training_result.stop_reason == "plateau"
+
+
+def test_callable_schedule_and_callback_stop(rng):
+    X, y = data(rng, n=40)
+    seen = []
+
+    def callback(epoch, model, logs):
+        seen.append((epoch, logs["lr"], sorted(logs)))
+        return epoch < 3
+
+    model = mlpcore.fit(X, y, hidden=(4,), schedule=lambda e: 0.1 / (e + 1), epochs=50,
+                        callback=callback)
+    assert [s[0] for s in seen] == [1, 2, 3]
+    assert [s[1] for s in seen] == pytest.approx([0.1, 0.05, 0.1 / 3])
+    assert seen[0][2] == ["loss", "lr", "time"]
+    assert len(model.history["loss"]) == 3
+    assert model.training_result.stop_reason == "callback"
+    with pytest.raises(ValueError, match="positive finite"):
+        mlpcore.fit(X, y, hidden=(4,), schedule=lambda e: -1.0, epochs=2)
+
+
+def test_tol_stops_on_training_loss_plateau(rng):
+    X, y = data(rng, n=60)
+    model = mlpcore.fit(X, y, hidden=(4,), tol=10.0, n_iter_no_change=3, epochs=100, seed=0)
+    # The first epoch sets the best; stopping comes when more than 3 more fail to beat it.
+    assert len(model.history["loss"]) == 5
+    no_stop = mlpcore.fit(X, y, hidden=(4,), epochs=30, seed=0)
+    assert len(no_stop.history["loss"]) == 30
+
+
+def test_early_stopping_restores_best_validation_weights(rng):
+    X, y = data(rng, n=200)
+    Xv, yv = data(rng, n=60)
+    snapshots = []
+
+    def keep(epoch, model, logs):
+        snapshots.append((logs["val_loss"], [w.copy() for w in model.weights]))
+
+    # A learning rate high enough that the validation loss goes up again after a while.
+    model = mlpcore.fit(X, y, hidden=(32,), optimizer="adam", learning_rate=0.05, epochs=60,
+                        early_stopping=True, validation_data=(Xv, yv), n_iter_no_change=5,
+                        callback=keep, seed=0)
+    val = model.history["val_loss"]
+    best = int(np.argmin(val))
+    assert best < len(val) - 1, "the test needs a run whose last epoch is not the best"
+    for w, w_best in zip(model.weights, snapshots[best][1]):
+        assert np.array_equal(w, w_best)
+    assert model.loss(Xv, yv) == pytest.approx(min(val), rel=1e-12)
+    assert set(model.history) >= {"loss", "lr", "val_loss", "val_score"}
+
+
+def test_validation_fraction_is_stratified_and_recorded(rng):
+    X, y = data(rng, n=300)
+    model = mlpcore.fit(X, y, hidden=(4,), validation_fraction=0.2, epochs=3, seed=0)
+    assert len(model.history["val_loss"]) == 3 and len(model.history["val_score"]) == 3
+    from mlpcore._splitting import validation_split
+
+    train, val = validation_split(300, 0.2, np.random.default_rng(0), y)
+    assert len(val) == 60 and len(np.intersect1d(train, val)) == 0
+    for c in range(3):
+        assert abs((y[val] == c).sum() - 0.2 * (y == c).sum()) <= 1
+
+
+def test_sample_weight_of_two_equals_no_weights(rng):
+    X, y = data(rng)
+    a = mlpcore.fit(X, y, hidden=(6,), batch_size=10, epochs=3, seed=2)
+    b = mlpcore.fit(X, y, hidden=(6,), batch_size=10, epochs=3, seed=2,
+                    sample_weight=np.full(len(X), 2.0))
+    for x1, x2 in zip(a.weights + a.biases, b.weights + b.biases):
+        np.testing.assert_allclose(x1, x2, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("batch_size", [None, 1])
+def test_zero_weight_removes_a_sample(rng, batch_size):
+    X, y = data(rng, n=40)
+    sw = np.ones(40)
+    sw[[3, 17]] = 0
+    keep = sw > 0
+    kw = dict(hidden=(6,), batch_size=batch_size, epochs=2, shuffle=False, seed=4)
+    a = mlpcore.fit(X, y, sample_weight=sw, **kw)
+    b = mlpcore.fit(X[keep], y[keep], **kw)
+    for x1, x2 in zip(a.weights + a.biases, b.weights + b.biases):
+        np.testing.assert_allclose(x1, x2, rtol=1e-12, atol=1e-14)
+
+
+def test_class_weight_equals_matching_sample_weights(rng):
+    X, y = data(rng)
+    kw = dict(hidden=(6,), batch_size=None, epochs=3, seed=2)
+    a = mlpcore.fit(X, y, class_weight={0: 2.0, 2: 0.5}, **kw)
+    b = mlpcore.fit(X, y, sample_weight=np.array([2.0, 1.0, 0.5])[y], **kw)
+    np.testing.assert_allclose(a.weights[0], b.weights[0], rtol=1e-13)
+    counts = np.bincount(y)
+    c = mlpcore.fit(X, y, class_weight="balanced", **kw)
+    d = mlpcore.fit(X, y, sample_weight=(len(y) / (3 * counts))[y], **kw)
+    np.testing.assert_allclose(c.weights[0], d.weights[0], rtol=1e-13)
+    with pytest.raises(ValueError, match="label 7"):
+        mlpcore.fit(X, y, class_weight={7: 1.0}, **kw)
+
+
+def test_verbose_prints_one_line_per_epoch(rng, capsys):
+    X, y = data(rng, n=40)
+    mlpcore.fit(X, y, hidden=(4,), epochs=3, verbose=True, validation_fraction=0.25)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("epoch    1") and "val_score" in lines[0] and "loss" in lines[0]
+
+
+def test_l2_penalty_in_loss_and_gradients(rng):
+    X, y = data(rng, n=30)
+    model = mlpcore.MLP((5,), alpha=0.5, seed=0)
+    model.build(X, y)
+    plain = mlpcore.MLP((5,), alpha=0.0, seed=0)
+    plain.build(X, y)
+    penalty = 0.5 * 0.5 * sum((W ** 2).sum() for W in model.weights) / len(X)
+    assert model.loss(X, y) == pytest.approx(plain.loss(X, y) + penalty, rel=1e-13)
+    gw, gb = model.gradients(X, y)
+    pw, pb = plain.gradients(X, y)
+    for g, p, W in zip(gw, pw, model.weights):
+        np.testing.assert_allclose(g, p + 0.5 * W / len(X), rtol=1e-12)
+    for g, p in zip(gb, pb):  # biases carry no penalty
+        np.testing.assert_allclose(g, p, rtol=1e-13)
+    # The epoch loss of gradient descent is J at the epoch's starting weights, penalty included.
+    trained = mlpcore.fit(X, y, hidden=(5,), alpha=0.5, seed=0, batch_size=None, epochs=1)
+    assert trained.history["loss"][0] == pytest.approx(model.loss(X, y), rel=1e-12)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to self is POSIX")
+def test_ctrl_c_stops_after_the_current_batch(rng):
+    X = rng.normal(size=(20000, 20))
+    y = rng.integers(0, 2, 20000)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.warns(mlpcore.TrainingInterruptedWarning):
+            model = mlpcore.fit(X, y, hidden=(64,), batch_size=1, epochs=1000, seed=0)
+    finally:
+        timer.cancel()
+    assert model.training_result.stop_reason == "interrupted"
+    assert len(model.history["loss"]) < 1000
+    assert all(np.isfinite(w).all() for w in model.weights + model.biases)
+    assert model.optimizer.t > 0
+    assert 0 <= model.score(X[:100], y[:100]) <= 1
+
+
+def test_history_and_n_iter_no_change_inf(rng):
+    X, y = data(rng, n=40)
+    model = mlpcore.fit(X, y, hidden=(4,), epochs=5, tol=1.0, n_iter_no_change=math.inf)
+    assert len(model.history["loss"]) == 5
