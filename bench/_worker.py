@@ -122,12 +122,15 @@ def prepare_numpy(ctx):
     n, b = ctx.n, ctx.batch_rows
     rng = np.random.default_rng(ctx.seed)
     params = [ctx.Ws, ctx.bs]
+    # Unit weights in X's dtype: without them train_epoch makes float64 ones, which turns
+    # the float32 baseline's gradients into float64 ones.
+    sw = np.ones(n, dtype=ctx.X.dtype)
 
     def epoch():
         order = rng.permutation(n) if ctx.shuffle and b < n else None
         params[0], params[1] = reference.train_epoch(
             params[0], params[1], ctx.X, ctx.Y, C.HIDDEN_ACTIVATION, "softmax", "cross_entropy",
-            b, ctx.lr, order=order)
+            b, ctx.lr, order=order, sw=sw)
 
     return epoch, lambda: ([W.astype("float64") for W in params[0]],
                            [b_.astype("float64") for b_ in params[1]])
