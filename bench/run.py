@@ -229,10 +229,12 @@ def micro_table(rows):
                 if op == "update" and m is not None and step and m < 0.05 * step:
                     # within the noise of a difference of two medians
                     m_cell, ratio = "≈0 (fused)", "–"
+                elif m is not None and m < 0:
+                    m_cell, ratio = "<0 (noise)", "–"   # a difference of two noisy medians
                 else:
                     m_cell = "–" if m is None else f"{m:.2f}"
-                lines.append(f"| {op} | {b} | {d} | {t} | {m_cell} | "
-                             f"{'–' if n is None else f'{n:.2f}'} | {ratio} |")
+                n_cell = "–" if n is None else "<0 (noise)" if n < 0 else f"{n:.2f}"
+                lines.append(f"| {op} | {b} | {d} | {t} | {m_cell} | {n_cell} | {ratio} |")
     return "\n".join(lines)
 
 
