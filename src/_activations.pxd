@@ -6,6 +6,13 @@
 from cython cimport floating
 from libc.math cimport exp, expf, tanh, tanhf
 
+cdef extern from "_vmath.h" nogil:
+    # Vectorised sigmoid of a row-major block, b (may be NULL) added first; see _vmath.h.
+    void sigmoid_rows_f64 "mlpcore_sigmoid_rows_f64" (double* z, const double* b,
+                                                      long n_rows, long n_cols)
+    void sigmoid_rows_f32 "mlpcore_sigmoid_rows_f32" (float* z, const float* b,
+                                                      long n_rows, long n_cols)
+
 
 cdef enum Activation:
     IDENTITY = 0
@@ -23,13 +30,16 @@ cdef inline floating fexp(floating x) noexcept nogil:
         return exp(x)
 
 
-cdef inline floating sigmoid(floating z) noexcept nogil:
-    """1 / (1 + exp(-z)), evaluated so that exp never overflows (exp(-|z|) <= 1)."""
-    cdef floating e
-    if z >= 0:
-        return 1 / (1 + fexp(-z))
-    e = fexp(z)
-    return e / (1 + e)
+cdef inline void sigmoid_rows(floating* z, const floating* b, Py_ssize_t n_rows,
+                              Py_ssize_t n_cols) noexcept nogil:
+    """z[i, j] <- 1 / (1 + exp(-(z[i, j] + b[j]))), with b NULL meaning no bias.
+
+    Evaluated from exp(-|v|) so no exp overflows, by the vectorised kernel of _vmath.h.
+    """
+    if floating is float:
+        sigmoid_rows_f32(z, b, n_rows, n_cols)
+    else:
+        sigmoid_rows_f64(z, b, n_rows, n_cols)
 
 
 cdef inline void softmax_row(floating* z, Py_ssize_t n) noexcept nogil:
@@ -52,8 +62,7 @@ cdef inline void activate(floating* z, Py_ssize_t n, int act) noexcept nogil:
     """z <- g(z) in place for one row of n pre-activations (softmax over the row)."""
     cdef Py_ssize_t j
     if act == SIGMOID:
-        for j in range(n):
-            z[j] = sigmoid(z[j])
+        sigmoid_rows(z, NULL, 1, n)
     elif act == TANH:
         for j in range(n):
             if floating is float:
@@ -88,14 +97,14 @@ cdef inline void bias_activation(floating* z, const floating* b, Py_ssize_t n_ro
     cdef Py_ssize_t i, j
     cdef floating* row
     cdef floating v
+    if act == SIGMOID:
+        sigmoid_rows(z, b, n_rows, n_cols)
+        return
     for i in range(n_rows):
         row = z + i * n_cols
         if act == IDENTITY:
             for j in range(n_cols):
                 row[j] = row[j] + b[j]
-        elif act == SIGMOID:
-            for j in range(n_cols):
-                row[j] = sigmoid(row[j] + b[j])
         elif act == TANH:
             for j in range(n_cols):
                 if floating is float:
