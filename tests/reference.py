@@ -109,7 +109,7 @@ def train_epoch(Ws, bs, X, Y, hidden, output, loss_name, batch_size, lr, order=N
     total = weight = 0.0
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size]
-        swb = np.ones(len(idx)) if sw is None else sw[idx]
+        swb = np.ones(len(idx), dtype=X.dtype) if sw is None else sw[idx]
         if swb.sum() == 0:
             continue
         if return_loss:
