@@ -160,6 +160,19 @@ class _EngineNumerics:
             raise ValueError("Some value(s) of y are negative which is not allowed for "
                              "Poisson regression.")
 
+    def _engine_arrays(self, X, y, sample_weight):
+        """What the engine trains on: dense C-contiguous X, Y and weights in X's dtype, and
+        the parameter vector packed from coefs_/intercepts_ (which become views of it)."""
+        dtype = X.dtype
+        X = _as_dense(X, dtype)
+        Y = np.ascontiguousarray(y, dtype=dtype)
+        self._check_poisson_targets(Y)
+        sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=dtype)
+        theta = self._flat(self.coefs_ + self.intercepts_, dtype)
+        net = self._engine_network()
+        self._adopt(theta)
+        return X, Y, sw, theta, net
+
     # -- the stochastic solvers -------------------------------------------------------------
     def _make_optimizer(self):
         params = self.coefs_ + self.intercepts_
@@ -184,14 +197,8 @@ class _EngineNumerics:
 
     def _fit_stochastic(self, X, y, sample_weight, activations, deltas, coef_grads,
                         intercept_grads, layer_units, incremental):
+        X, Y, sw, theta, net = self._engine_arrays(X, y, sample_weight)
         dtype = X.dtype
-        X = _as_dense(X, dtype)
-        Y = np.ascontiguousarray(y, dtype=dtype)
-        self._check_poisson_targets(Y)
-        sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=dtype)
-        theta = self._flat(self.coefs_ + self.intercepts_, dtype)
-        self._engine_network()
-        self._adopt(theta)
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = self._make_optimizer()
         rule, s1, s2 = self._optimizer_state(dtype)
@@ -227,7 +234,6 @@ class _EngineNumerics:
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
                               "going to be clipped")
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
-        net = self._engine_network()
         workspace = _engine.Workspace(net, min(batch_size, _engine.CHUNK_ROWS), dtype)
         penalty = np.zeros(1)
         scale = self._loss_scale()
@@ -315,16 +321,9 @@ class _EngineNumerics:
     # -- L-BFGS ----------------------------------------------------------------------------
     def _fit_lbfgs(self, X, y, sample_weight, activations, deltas, coef_grads,
                    intercept_grads, layer_units):
-        dtype = X.dtype
-        X = _as_dense(X, dtype)
-        Y = np.ascontiguousarray(y, dtype=dtype)
-        self._check_poisson_targets(Y)
-        sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=dtype)
-        theta = self._flat(self.coefs_ + self.intercepts_, dtype)
-        net = self._engine_network()
-        self._adopt(theta)
+        X, Y, sw, theta, net = self._engine_arrays(X, y, sample_weight)
         grad = np.empty_like(theta)
-        workspace = _engine.Workspace(net, min(X.shape[0], _engine.CHUNK_ROWS), dtype)
+        workspace = _engine.Workspace(net, min(X.shape[0], _engine.CHUNK_ROWS), X.dtype)
         scale = self._loss_scale()
         w_total = X.shape[0] if sw is None else float(sw.sum(dtype=np.float64))
 
