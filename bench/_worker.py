@@ -269,22 +269,25 @@ def _jax_weights(box):
             [np.asarray(b, dtype="float64") for _, b in box[0]])
 
 
+def _jax_epoch_setup(ctx):
+    """What both JAX epochs start from: the modules, the SGD step, the parameters (boxed so
+    an epoch can replace them), the data on the device, sizes and the shuffling stream."""
+    import numpy as np
+    jax = _jax_setup()
+    import jax.numpy as jnp
+    from jax import lax
+
+    return (jax, jnp, lax, _jax_sgd(ctx.lr), [_jax_params(ctx)], jnp.asarray(ctx.X),
+            jnp.asarray(ctx.Y), ctx.n, ctx.batch_rows, np.random.default_rng(ctx.seed))
+
+
 def prepare_jax_step(ctx):
     """jax.jit of one SGD step (grad of the mean cross-entropy), called per batch from Python.
 
     The batch is gathered inside the jitted step from the epoch's permutation (one device
     array per epoch) at a dynamic offset; the last short batch has its own compiled step.
     """
-    import numpy as np
-    jax = _jax_setup()
-    import jax.numpy as jnp
-    from jax import lax
-
-    sgd = _jax_sgd(ctx.lr)
-    box = [_jax_params(ctx)]
-    Xj, Yj = jnp.asarray(ctx.X), jnp.asarray(ctx.Y)
-    n, b = ctx.n, ctx.batch_rows
-    rng = np.random.default_rng(ctx.seed)
+    jax, jnp, lax, sgd, box, Xj, Yj, n, b, rng = _jax_epoch_setup(ctx)
     full_step = jax.jit(sgd)
 
     @functools.lru_cache(maxsize=None)
@@ -299,7 +302,7 @@ def prepare_jax_step(ctx):
         if b >= n:
             params = full_step(params, Xj, Yj)
         else:
-            perm = jnp.asarray(rng.permutation(n) if ctx.shuffle else np.arange(n))
+            perm = jnp.asarray(rng.permutation(n) if ctx.shuffle else jnp.arange(n))
             step = batch_step(b)
             nfull = n // b
             for i in range(nfull):
@@ -314,16 +317,7 @@ def prepare_jax_step(ctx):
 def prepare_jax_scan(ctx):
     """One jitted function per epoch: gather the shuffled, batched arrays (nb, b, D), then
     lax.scan the SGD step over them (the last short batch is one more step)."""
-    import numpy as np
-    jax = _jax_setup()
-    import jax.numpy as jnp
-    from jax import lax
-
-    sgd = _jax_sgd(ctx.lr)
-    box = [_jax_params(ctx)]
-    Xj, Yj = jnp.asarray(ctx.X), jnp.asarray(ctx.Y)
-    n, b = ctx.n, ctx.batch_rows
-    rng = np.random.default_rng(ctx.seed)
+    jax, jnp, lax, sgd, box, Xj, Yj, n, b, rng = _jax_epoch_setup(ctx)
     nb = n // b
 
     @jax.jit
@@ -337,7 +331,7 @@ def prepare_jax_scan(ctx):
         return params
 
     def epoch():
-        perm = jnp.asarray(rng.permutation(n) if ctx.shuffle else np.arange(n))
+        perm = jnp.asarray(rng.permutation(n) if ctx.shuffle else jnp.arange(n))
         box[0] = jax.block_until_ready(scan_epoch(box[0], Xj, Yj, perm))
 
     return epoch, lambda: _jax_weights(box)

@@ -360,19 +360,17 @@ def _check_lbfgs_result(result, max_iter):
     return n_iter
 
 
+def _engine_docstring(base, what):
+    """scikit-learn's docstring of ``base`` under a first line saying what runs it."""
+    return (f"Multi-layer perceptron {what}: scikit-learn's ``{base.__name__}`` trained by\n"
+            "mlpcore's compiled engine. Same parameters, attributes and behaviour; see\n"
+            ":mod:`mlpcore.sklearn` for the few documented differences.\n\n"
+            + (base.__doc__ or "").split("\n", 1)[-1])
+
+
 class MLPClassifier(_EngineNumerics, _SkMLPClassifier):
-    __doc__ = (
-        "Multi-layer perceptron classifier: scikit-learn's ``MLPClassifier`` trained by\n"
-        "mlpcore's compiled engine. Same parameters, attributes and behaviour; see\n"
-        ":mod:`mlpcore.sklearn` for the few documented differences.\n\n"
-        + (_SkMLPClassifier.__doc__ or "").split("\n", 1)[-1]
-    )
+    __doc__ = _engine_docstring(_SkMLPClassifier, "classifier")
 
 
 class MLPRegressor(_EngineNumerics, _SkMLPRegressor):
-    __doc__ = (
-        "Multi-layer perceptron regressor: scikit-learn's ``MLPRegressor`` trained by\n"
-        "mlpcore's compiled engine. Same parameters, attributes and behaviour; see\n"
-        ":mod:`mlpcore.sklearn` for the few documented differences.\n\n"
-        + (_SkMLPRegressor.__doc__ or "").split("\n", 1)[-1]
-    )
+    __doc__ = _engine_docstring(_SkMLPRegressor, "regressor")
