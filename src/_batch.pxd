@@ -1,13 +1,13 @@
 # Mini-batch and full-batch training: forward pass, backpropagation and update of a batch
 # of rows with level-3 BLAS, in work buffers allocated once per fit.
 from cython cimport floating
-from libc.math cimport isfinite, sqrt, pow
+from libc.math cimport isfinite
 
 from _blas cimport gemm, gemv
 from _activations cimport bias_activation, mul_derivative
 from _losses cimport output_delta
-from _updates cimport SGD, MOMENTUM, NESTEROV, adam_step, momentum_step, sgd_step
-from _network cimport Net, UpdateRule, DONE, DIVERGED, gather_rows, l2_penalty
+from _updates cimport SGD, UpdateCoefficients, apply_step
+from _network cimport Net, UpdateRule, DONE, DIVERGED, gather_rows, l2_penalty, next_step
 
 
 cdef inline void forward_pass(const Net* net, const floating* theta, const floating* x,
@@ -85,23 +85,6 @@ cdef inline void add_weight_decay(const Net* net, floating* grad, const floating
             grad[i] = grad[i] + coef * theta[i]
 
 
-cdef inline void apply_update(UpdateRule* rule, floating* theta, const floating* grad, floating* s1,
-                              floating* s2, Py_ssize_t n_params) noexcept nogil:
-    """theta <- update(theta, grad) with the rule's state s1 (velocity or m) and s2 (Adam's s)."""
-    cdef double lr_t
-    if rule.kind == SGD:
-        sgd_step(theta, grad, n_params, <floating> rule.lr)
-    elif rule.kind == MOMENTUM or rule.kind == NESTEROV:
-        momentum_step(theta, grad, s1, n_params, <floating> rule.lr,
-                      <floating> rule.momentum, rule.kind == NESTEROV)
-    else:
-        rule.t += 1
-        lr_t = (rule.lr * sqrt(1 - pow(rule.beta2, <double> rule.t))
-                / (1 - pow(rule.beta1, <double> rule.t)))
-        adam_step(theta, grad, s1, s2, n_params, <floating> lr_t, <floating> rule.beta1,
-                  <floating> rule.beta2, <floating> rule.epsilon)
-
-
 cdef inline double chunk_gradient(const Net* net, const floating* theta, const floating* x,
                                   const floating* y, const floating* sw, Py_ssize_t n,
                                   floating** acts, floating** deltas, floating* grad,
@@ -146,6 +129,7 @@ cdef inline int run_batches(const Net* net, floating* theta, const floating* X, 
     cdef double loss_b, w_b, w_c
     cdef floating lr = <floating> rule.lr
     cdef bint fused
+    cdef UpdateCoefficients step
 
     while start < n_samples and done < sample_budget:
         stop = min(start + batch_size, n_samples)
@@ -194,7 +178,8 @@ cdef inline int run_batches(const Net* net, floating* theta, const floating* X, 
                 return DIVERGED
             if not fused:
                 add_weight_decay(net, grad, theta, <floating> (rule.alpha / w_b))
-                apply_update(rule, theta, grad, s1, s2, n_params)
+                step = next_step(rule)
+                apply_step(theta, grad, s1, s2, n_params, &step)
             updates[0] += 1
             loss_sum[0] += loss_b
             weight_sum[0] += w_b

@@ -5,9 +5,11 @@
 # fan_in x fan_out), b_1, W_2, b_2, ..., so optimizers and L-BFGS see one array and the
 # weight matrices the user sees are views into it.
 from cython cimport floating
+from libc.math cimport pow, sqrt
 from libc.string cimport memcpy
 
 from _blas cimport sumsq
+from _updates cimport ADAM, UpdateCoefficients
 
 
 # Status codes returned by train_epoch.
@@ -37,6 +39,25 @@ cdef struct UpdateRule:
     double epsilon
     long long t         # Adam: updates taken so far
     double penalty_sum  # sum over batches of the L2 term alpha/2 sum ||W||^2 in their loss
+
+
+cdef inline UpdateCoefficients next_step(UpdateRule* rule) noexcept nogil:
+    """The scalars of the rule's next update; for Adam, advances t and bias-corrects the rate.
+
+    lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t), as scikit-learn's AdamOptimizer computes it.
+    """
+    cdef UpdateCoefficients c
+    c.kind = rule.kind
+    c.lr = rule.lr
+    c.momentum = rule.momentum
+    c.beta1 = rule.beta1
+    c.beta2 = rule.beta2
+    c.epsilon = rule.epsilon
+    if rule.kind == ADAM:
+        rule.t += 1
+        c.lr = (rule.lr * sqrt(1 - pow(rule.beta2, <double> rule.t))
+                / (1 - pow(rule.beta1, <double> rule.t)))
+    return c
 
 
 cdef inline void gather_rows(floating* dst, const floating* src, const Py_ssize_t* rows,

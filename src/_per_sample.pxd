@@ -2,14 +2,14 @@
 # and the exact blocked form of per-sample SGD that runs a large first layer at level-3 BLAS
 # speed.
 from cython cimport floating
-from libc.math cimport isfinite, sqrt, pow
+from libc.math cimport isfinite
 from libc.string cimport memcpy
 
 from _blas cimport gemm, gram_lower
 from _activations cimport activate, derivative
 from _losses cimport sample_delta, sample_loss
-from _updates cimport ADAM, update_row
-from _network cimport Net, UpdateRule, DONE, DIVERGED, gather_rows, l2_penalty
+from _updates cimport UpdateCoefficients, update_row
+from _network cimport Net, UpdateRule, DONE, DIVERGED, gather_rows, l2_penalty, next_step
 
 
 cdef inline void sample_forward(const Net* net, const floating* theta, const floating* x,
@@ -56,13 +56,9 @@ cdef inline void sample_backprop_update(const Net* net, floating* theta, const f
     cdef floating* d
     cdef floating* dprev
     cdef floating dot
-    cdef floating lr = <floating> rule.lr
     cdef floating* m1 = NULL
     cdef floating* m2 = NULL
-    if rule.kind == ADAM:
-        rule.t += 1
-        lr = <floating> (rule.lr * sqrt(1 - pow(rule.beta2, <double> rule.t))
-                         / (1 - pow(rule.beta1, <double> rule.t)))
+    cdef UpdateCoefficients step = next_step(rule)
     for l in range(net.n_layers - 1, first_layer - 1, -1):
         fan_in = net.sizes[l]
         fan_out = net.sizes[l + 1]
@@ -81,14 +77,10 @@ cdef inline void sample_backprop_update(const Net* net, floating* theta, const f
                 m1 = s1 + off
             if s2 != NULL:
                 m2 = s2 + off
-            update_row(w, d, a_prev[i], decay, m1, m2, fan_out, rule.kind, lr,
-                       <floating> rule.momentum, <floating> rule.beta1,
-                       <floating> rule.beta2, <floating> rule.epsilon)
+            update_row(w, d, a_prev[i], decay, m1, m2, fan_out, &step)
         off = net.b_off[l]
         update_row(theta + off, d, 1, 0, s1 + off if s1 != NULL else NULL,
-                   s2 + off if s2 != NULL else NULL, fan_out, rule.kind, lr,
-                   <floating> rule.momentum, <floating> rule.beta1, <floating> rule.beta2,
-                   <floating> rule.epsilon)
+                   s2 + off if s2 != NULL else NULL, fan_out, &step)
 
 
 cdef inline int run_samples(const Net* net, floating* theta, const floating* X,

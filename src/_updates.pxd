@@ -7,7 +7,40 @@
 #   adam:      m <- b1 m + (1 - b1) g;  s <- b2 s + (1 - b2) g^2;
 #              theta <- theta - lr_t m / (sqrt(s) + eps),  lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)
 from cython cimport floating
-from libc.math cimport sqrt, sqrtf
+
+cdef extern from "_vupdate.h" nogil:
+    # Vectorised kernels, one per rule and dtype; see _vupdate.h.
+    void sgd_row_f64 "mlpcore_sgd_row_f64" (double* w, const double* d, double a,
+                                             double decay, long n, double lr)
+    void sgd_row_f32 "mlpcore_sgd_row_f32" (float* w, const float* d, float a, float decay,
+                                             long n, float lr)
+    void momentum_row_f64 "mlpcore_momentum_row_f64" (double* w, const double* d, double a,
+                                                       double decay, double* v, long n,
+                                                       double lr, double mu, int nesterov)
+    void momentum_row_f32 "mlpcore_momentum_row_f32" (float* w, const float* d, float a,
+                                                       float decay, float* v, long n, float lr,
+                                                       float mu, int nesterov)
+    void adam_row_f64 "mlpcore_adam_row_f64" (double* w, const double* d, double a,
+                                               double decay, double* m, double* s, long n,
+                                               double lr_t, double b1, double omb1, double b2,
+                                               double omb2, double eps)
+    void adam_row_f32 "mlpcore_adam_row_f32" (float* w, const float* d, float a, float decay,
+                                               float* m, float* s, long n, float lr_t,
+                                               float b1, float omb1, float b2, float omb2,
+                                               float eps)
+    void momentum_step_f64 "mlpcore_momentum_step_f64" (double* w, const double* g,
+                                                         double* v, long n, double lr,
+                                                         double mu, int nesterov)
+    void momentum_step_f32 "mlpcore_momentum_step_f32" (float* w, const float* g, float* v,
+                                                         long n, float lr, float mu,
+                                                         int nesterov)
+    void adam_step_f64 "mlpcore_adam_step_f64" (double* w, const double* g, double* m,
+                                                 double* s, long n, double lr_t, double b1,
+                                                 double omb1, double b2, double omb2,
+                                                 double eps)
+    void adam_step_f32 "mlpcore_adam_step_f32" (float* w, const float* g, float* m, float* s,
+                                                 long n, float lr_t, float b1, float omb1,
+                                                 float b2, float omb2, float eps)
 
 
 cdef enum UpdateKind:
@@ -17,69 +50,72 @@ cdef enum UpdateKind:
     ADAM = 3
 
 
+cdef struct UpdateCoefficients:
+    # One step's scalars, in double; each kernel rounds them to its dtype. 1 - beta1 and
+    # 1 - beta2 are rounded from double as scikit-learn's NumPy arithmetic rounds them.
+    int kind
+    double lr            # Adam: the bias-corrected lr_t of this step
+    double momentum
+    double beta1
+    double beta2
+    double epsilon
+
+
 cdef inline void sgd_step(floating* theta, const floating* g, Py_ssize_t n,
                           floating lr) noexcept nogil:
+    """theta <- theta - lr g (vectorised by GCC as written: one stream, no state)."""
     cdef Py_ssize_t i
     for i in range(n):
         theta[i] = theta[i] - lr * g[i]
 
 
-cdef inline void momentum_step(floating* theta, const floating* g, floating* v, Py_ssize_t n,
-                               floating lr, floating mu, bint nesterov) noexcept nogil:
-    cdef Py_ssize_t i
-    if nesterov:
-        for i in range(n):
-            v[i] = mu * v[i] - lr * g[i]
-            theta[i] = theta[i] + (mu * v[i] - lr * g[i])
-    else:
-        for i in range(n):
-            v[i] = mu * v[i] - lr * g[i]
-            theta[i] = theta[i] + v[i]
+cdef inline void apply_step(floating* theta, const floating* g, floating* s1, floating* s2,
+                            Py_ssize_t n, const UpdateCoefficients* c) noexcept nogil:
+    """One step of the rule ``c.kind`` over the flat parameter vector with gradient g.
 
-
-cdef inline void adam_step(floating* theta, const floating* g, floating* m, floating* s,
-                           Py_ssize_t n, floating lr_t, floating beta1, floating beta2,
-                           floating eps) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        m[i] = beta1 * m[i] + (1 - beta1) * g[i]
-        s[i] = beta2 * s[i] + (1 - beta2) * (g[i] * g[i])
+    s1 is the velocity (momentum, Nesterov) or Adam's first moment m, s2 Adam's second
+    moment s; both are unused (may be NULL) for plain SGD.
+    """
+    if c.kind == SGD:
+        sgd_step(theta, g, n, <floating> c.lr)
+    elif c.kind == MOMENTUM or c.kind == NESTEROV:
         if floating is float:
-            theta[i] = theta[i] - lr_t * m[i] / (sqrtf(s[i]) + eps)
+            momentum_step_f32(theta, g, s1, n, <float> c.lr, <float> c.momentum,
+                              c.kind == NESTEROV)
         else:
-            theta[i] = theta[i] - lr_t * m[i] / (sqrt(s[i]) + eps)
+            momentum_step_f64(theta, g, s1, n, c.lr, c.momentum, c.kind == NESTEROV)
+    elif floating is float:
+        adam_step_f32(theta, g, s1, s2, n, <float> c.lr, <float> c.beta1,
+                      <float> (1 - c.beta1), <float> c.beta2, <float> (1 - c.beta2),
+                      <float> c.epsilon)
+    else:
+        adam_step_f64(theta, g, s1, s2, n, c.lr, c.beta1, 1 - c.beta1, c.beta2, 1 - c.beta2,
+                      c.epsilon)
 
 
 cdef inline void update_row(floating* w, const floating* d, floating a, floating decay,
-                            floating* s1, floating* s2, Py_ssize_t n, int kind, floating lr,
-                            floating mu, floating beta1, floating beta2,
-                            floating eps) noexcept nogil:
+                            floating* s1, floating* s2, Py_ssize_t n,
+                            const UpdateCoefficients* c) noexcept nogil:
     """One row of a per-sample step, the gradient formed on the fly: g_j = a d_j + decay w_j.
 
     For a weight row, a is the input unit's activation and d the layer's delta (a rank-1
-    gradient, a x d); for a bias, a = 1 and decay = 0. ``lr`` is Adam's bias-corrected rate.
+    gradient, a x d); for a bias, a = 1 and decay = 0.
     """
-    cdef Py_ssize_t j
-    cdef floating g
-    if kind == SGD:
-        for j in range(n):
-            w[j] = w[j] - lr * (a * d[j] + decay * w[j])
-    elif kind == MOMENTUM:
-        for j in range(n):
-            g = a * d[j] + decay * w[j]
-            s1[j] = mu * s1[j] - lr * g
-            w[j] = w[j] + s1[j]
-    elif kind == NESTEROV:
-        for j in range(n):
-            g = a * d[j] + decay * w[j]
-            s1[j] = mu * s1[j] - lr * g
-            w[j] = w[j] + (mu * s1[j] - lr * g)
+    if floating is float:
+        if c.kind == SGD:
+            sgd_row_f32(w, d, a, decay, n, <float> c.lr)
+        elif c.kind == MOMENTUM or c.kind == NESTEROV:
+            momentum_row_f32(w, d, a, decay, s1, n, <float> c.lr, <float> c.momentum,
+                             c.kind == NESTEROV)
+        else:
+            adam_row_f32(w, d, a, decay, s1, s2, n, <float> c.lr, <float> c.beta1,
+                         <float> (1 - c.beta1), <float> c.beta2, <float> (1 - c.beta2),
+                         <float> c.epsilon)
     else:
-        for j in range(n):
-            g = a * d[j] + decay * w[j]
-            s1[j] = beta1 * s1[j] + (1 - beta1) * g
-            s2[j] = beta2 * s2[j] + (1 - beta2) * (g * g)
-            if floating is float:
-                w[j] = w[j] - lr * s1[j] / (sqrtf(s2[j]) + eps)
-            else:
-                w[j] = w[j] - lr * s1[j] / (sqrt(s2[j]) + eps)
+        if c.kind == SGD:
+            sgd_row_f64(w, d, a, decay, n, c.lr)
+        elif c.kind == MOMENTUM or c.kind == NESTEROV:
+            momentum_row_f64(w, d, a, decay, s1, n, c.lr, c.momentum, c.kind == NESTEROV)
+        else:
+            adam_row_f64(w, d, a, decay, s1, s2, n, c.lr, c.beta1, 1 - c.beta1, c.beta2,
+                         1 - c.beta2, c.epsilon)

@@ -7,12 +7,12 @@ import mlpcore
 import reference as ref
 
 
-def problem(rng, n=24):
+def problem(rng, n=24, m=6):
     X = rng.normal(size=(n, 4))
     y = rng.integers(0, 3, n)
     Y = np.eye(3)[y]
-    Ws = [rng.normal(scale=0.5, size=(4, 6)), rng.normal(scale=0.5, size=(6, 3))]
-    bs = [rng.normal(scale=0.1, size=6), rng.normal(scale=0.1, size=3)]
+    Ws = [rng.normal(scale=0.5, size=(4, m)), rng.normal(scale=0.5, size=(m, 3))]
+    bs = [rng.normal(scale=0.1, size=m), rng.normal(scale=0.1, size=3)]
     return X, y, Y, Ws, bs
 
 
@@ -55,10 +55,11 @@ def numpy_steps(rule, X, Y, Ws, bs, steps, batch, lr, momentum=0.9, beta1=0.9, b
 
 @pytest.mark.parametrize("rule", ["sgd", "momentum", "nesterov", "adam"])
 @pytest.mark.parametrize("batch", [None, 5, 1])
-def test_rule_matches_numpy_transcription(rng, rule, batch):
-    X, y, Y, Ws, bs = problem(rng)
+@pytest.mark.parametrize("width", [6, 40])  # per-sample rows below and above MLPCORE_LONG_ROW
+def test_rule_matches_numpy_transcription(rng, rule, batch, width):
+    X, y, Y, Ws, bs = problem(rng, m=width)
     lr = 0.01 if rule == "adam" else 0.1
-    model = mlpcore.fit(X, y, hidden=(6,), activation="tanh", optimizer=rule, learning_rate=lr,
+    model = mlpcore.fit(X, y, hidden=(width,), activation="tanh", optimizer=rule, learning_rate=lr,
                         batch_size=batch, epochs=3, shuffle=False, alpha=0.01,
                         init=([W.copy() for W in Ws], [b.copy() for b in bs]))
     rW, rb = numpy_steps(rule, X, Y, Ws, bs, 3, batch or len(X), lr, alpha=0.01)
@@ -133,3 +134,24 @@ def test_lbfgs_refuses_partial_fit_and_learning_rate(rng):
     model = mlpcore.MLP((4,), optimizer="lbfgs")
     with pytest.raises(ValueError, match="stochastic"):
         model.partial_fit(X, y)
+
+
+@pytest.mark.parametrize("rule", ["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("batch", [None, 5, 1])
+@pytest.mark.parametrize("width", [6, 40])
+def test_float32_rules_follow_the_transcription(rng, rule, batch, width):
+    # The float32 kernels are separate code: same steps, within float32 rounding.
+    X, y, Y, Ws, bs = problem(rng, m=width)
+    lr = 0.01 if rule == "adam" else 0.1
+    model = mlpcore.fit(X.astype(np.float32), y, hidden=(width,), activation="tanh",
+                        optimizer=rule, learning_rate=lr, batch_size=batch, epochs=3,
+                        shuffle=False, alpha=0.01, dtype=np.float32,
+                        init=([W.astype(np.float32) for W in Ws],
+                              [b.astype(np.float32) for b in bs]))
+    rW, rb = numpy_steps(rule, X.astype(np.float32).astype(np.float64), Y,
+                         [W.astype(np.float32).astype(np.float64) for W in Ws],
+                         [b.astype(np.float32).astype(np.float64) for b in bs],
+                         3, batch or len(X), lr, alpha=0.01)
+    got = flat(model.weights, model.biases)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, flat(rW, rb), rtol=1e-4, atol=1e-4)
