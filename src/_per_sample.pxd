@@ -12,30 +12,43 @@ from _updates cimport UpdateCoefficients, update_row
 from _network cimport Net, UpdateRule, DONE, DIVERGED, gather_rows, l2_penalty, next_step
 
 
-cdef inline void sample_forward(const Net* net, const floating* theta, const floating* x,
-                                floating** acts, Py_ssize_t first_layer=0) noexcept nogil:
-    """Forward pass of one sample with plain loops: z = b + sum_i a_i W[i, :], a = g(z).
+cdef inline void add_rows(floating* z, const floating* W, const floating* a, Py_ssize_t fan_in,
+                          Py_ssize_t fan_out) noexcept nogil:
+    """z <- z + sum_i a_i W[i, :] (row-major W, fan_in x fan_out), skipping zero a_i.
 
     For one sample a BLAS call costs more than the arithmetic on small layers, and on large
-    ones this reads each weight exactly once, as gemv would. Zero inputs are skipped
-    (relu units, sparse pixels). Starts at layer ``first_layer``, whose input is x.
+    ones this reads each weight exactly once, as gemv would. Zero inputs (relu units,
+    sparse pixels) cost nothing.
     """
-    cdef Py_ssize_t l, i, j, fan_in, fan_out
-    cdef const floating* prev = x
+    cdef Py_ssize_t i, j
     cdef const floating* row
-    cdef floating* z
     cdef floating ai
+    for i in range(fan_in):
+        ai = a[i]
+        if ai != 0:
+            row = W + i * fan_out
+            for j in range(fan_out):
+                z[j] = z[j] + ai * row[j]
+
+
+cdef inline void sample_forward(const Net* net, const floating* theta, const floating* x,
+                                floating** acts, Py_ssize_t first_layer=0,
+                                bint first_ready=False) noexcept nogil:
+    """Forward pass of one sample with plain loops: z = b + sum_i a_i W[i, :], a = g(z).
+
+    Starts at layer ``first_layer``, whose input is x. With ``first_ready`` that layer's
+    pre-activation z is already in its activation buffer (see sample_backprop_update).
+    """
+    cdef Py_ssize_t l, fan_in, fan_out
+    cdef const floating* prev = x
+    cdef floating* z
     for l in range(first_layer, net.n_layers):
         fan_in = net.sizes[l]
         fan_out = net.sizes[l + 1]
         z = acts[l]
-        memcpy(z, theta + net.b_off[l], fan_out * sizeof(floating))
-        for i in range(fan_in):
-            ai = prev[i]
-            if ai != 0:
-                row = theta + net.w_off[l] + i * fan_out
-                for j in range(fan_out):
-                    z[j] = z[j] + ai * row[j]
+        if not (first_ready and l == first_layer):
+            memcpy(z, theta + net.b_off[l], fan_out * sizeof(floating))
+            add_rows(z, theta + net.w_off[l], prev, fan_in, fan_out)
         activate(z, fan_out, net.output if l == net.n_layers - 1 else net.hidden)
         prev = z
 
@@ -43,19 +56,28 @@ cdef inline void sample_forward(const Net* net, const floating* theta, const flo
 cdef inline void sample_backprop_update(const Net* net, floating* theta, const floating* x,
                                         floating** acts, floating** deltas, UpdateRule* rule,
                                         floating* s1, floating* s2, floating decay,
-                                        Py_ssize_t first_layer) noexcept nogil:
+                                        Py_ssize_t first_layer,
+                                        const floating* x_next=NULL) noexcept nogil:
     """Backpropagate one sample's delta_L and update layers L..first_layer in the same pass.
 
     Row i of W_l is read once: first delta_{l-1}[i] = <W_l[i, :], delta_l> g'(a_{l-1}[i])
     with the old weights, then the row is updated with the rank-1 gradient a_{l-1}[i] delta_l
     (+ decay W) by the rule. Layers below ``first_layer`` only receive their delta.
+
+    With ``x_next`` (the next sample's input, first_layer = 0), the update of each row of
+    W_1 also adds x_next[i] W_1[i, :] to the next sample's pre-activation while the new row
+    is in registers, so the next forward pass need not read W_1 again (for Adam and momentum
+    it would come from L3). That z is left in acts[0], which this sample no longer needs by
+    then. Biases are updated before their rows so that the sum is formed in sample_forward's
+    order, bit for bit.
     """
     cdef Py_ssize_t l, i, j, fan_in, fan_out, off
     cdef const floating* a_prev
     cdef floating* w
     cdef floating* d
     cdef floating* dprev
-    cdef floating dot
+    cdef floating* z_next = NULL
+    cdef floating dot, xn
     cdef floating* m1 = NULL
     cdef floating* m2 = NULL
     cdef UpdateCoefficients step = next_step(rule)
@@ -65,6 +87,12 @@ cdef inline void sample_backprop_update(const Net* net, floating* theta, const f
         a_prev = x if l == 0 else acts[l - 1]
         d = deltas[l]
         dprev = deltas[l - 1] if l > 0 else NULL
+        off = net.b_off[l]
+        update_row(theta + off, d, 1, 0, s1 + off if s1 != NULL else NULL,
+                   s2 + off if s2 != NULL else NULL, fan_out, &step)
+        if l == 0 and x_next != NULL:
+            z_next = acts[0]
+            memcpy(z_next, theta + off, fan_out * sizeof(floating))
         for i in range(fan_in):
             off = net.w_off[l] + i * fan_out
             w = theta + off
@@ -77,10 +105,9 @@ cdef inline void sample_backprop_update(const Net* net, floating* theta, const f
                 m1 = s1 + off
             if s2 != NULL:
                 m2 = s2 + off
-            update_row(w, d, a_prev[i], decay, m1, m2, fan_out, &step)
-        off = net.b_off[l]
-        update_row(theta + off, d, 1, 0, s1 + off if s1 != NULL else NULL,
-                   s2 + off if s2 != NULL else NULL, fan_out, &step)
+            xn = x_next[i] if z_next != NULL else 0
+            update_row(w, d, a_prev[i], decay, m1, m2, fan_out, &step,
+                       z_next if xn != 0 else NULL, xn)
 
 
 cdef inline int run_samples(const Net* net, floating* theta, const floating* X,
@@ -96,6 +123,7 @@ cdef inline int run_samples(const Net* net, floating* theta, const floating* X,
     """
     cdef Py_ssize_t d = net.sizes[0], k = net.sizes[net.n_layers], start, row
     cdef Py_ssize_t stop = min(position[0] + sample_budget, n_samples)
+    cdef Py_ssize_t ready_row = -1
     cdef floating w
     cdef double loss, penalty
     for start in range(position[0], stop):
@@ -103,7 +131,7 @@ cdef inline int run_samples(const Net* net, floating* theta, const floating* X,
         w = sw[row] if sw != NULL else 1
         if w == 0:
             continue
-        sample_forward(net, theta, X + row * d, acts)
+        sample_forward(net, theta, X + row * d, acts, 0, row == ready_row)
         loss = w * sample_loss(acts[net.n_layers - 1], Y + row * k, k, net.output, net.loss,
                                eps)
         if rule.alpha != 0:
@@ -115,8 +143,13 @@ cdef inline int run_samples(const Net* net, floating* theta, const floating* X,
             return DIVERGED
         sample_delta(deltas[net.n_layers - 1], acts[net.n_layers - 1], Y + row * k, k,
                      net.output, net.loss, <floating> 1)
+        # The next sample's first-layer pre-activation is formed during this update.
+        ready_row = -1
+        if start + 1 < stop:
+            ready_row = order[start + 1] if order != NULL else start + 1
         sample_backprop_update(net, theta, X + row * d, acts, deltas, rule, s1, s2,
-                               <floating> (rule.alpha / w), 0)
+                               <floating> (rule.alpha / w), 0,
+                               X + ready_row * d if ready_row >= 0 else NULL)
         loss_sum[0] += loss
         weight_sum[0] += w
         updates[0] += 1

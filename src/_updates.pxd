@@ -9,25 +9,29 @@
 from cython cimport floating
 
 cdef extern from "_vupdate.h" nogil:
-    # Vectorised kernels, one per rule and dtype; see _vupdate.h.
+    # Vectorised kernels, one per rule and dtype; see _vupdate.h. The row kernels also take
+    # z and xn: when z is not NULL, z += xn * (the updated row).
     void sgd_row_f64 "mlpcore_sgd_row_f64" (double* w, const double* d, double a,
-                                             double decay, long n, double lr)
+                                             double decay, long n, double lr, double* z,
+                                             double xn)
     void sgd_row_f32 "mlpcore_sgd_row_f32" (float* w, const float* d, float a, float decay,
-                                             long n, float lr)
+                                             long n, float lr, float* z, float xn)
     void momentum_row_f64 "mlpcore_momentum_row_f64" (double* w, const double* d, double a,
                                                        double decay, double* v, long n,
-                                                       double lr, double mu, int nesterov)
+                                                       double lr, double mu, int nesterov,
+                                                       double* z, double xn)
     void momentum_row_f32 "mlpcore_momentum_row_f32" (float* w, const float* d, float a,
                                                        float decay, float* v, long n, float lr,
-                                                       float mu, int nesterov)
+                                                       float mu, int nesterov, float* z,
+                                                       float xn)
     void adam_row_f64 "mlpcore_adam_row_f64" (double* w, const double* d, double a,
                                                double decay, double* m, double* s, long n,
                                                double lr_t, double b1, double omb1, double b2,
-                                               double omb2, double eps)
+                                               double omb2, double eps, double* z, double xn)
     void adam_row_f32 "mlpcore_adam_row_f32" (float* w, const float* d, float a, float decay,
                                                float* m, float* s, long n, float lr_t,
                                                float b1, float omb1, float b2, float omb2,
-                                               float eps)
+                                               float eps, float* z, float xn)
     void momentum_step_f64 "mlpcore_momentum_step_f64" (double* w, const double* g,
                                                          double* v, long n, double lr,
                                                          double mu, int nesterov)
@@ -95,27 +99,30 @@ cdef inline void apply_step(floating* theta, const floating* g, floating* s1, fl
 
 cdef inline void update_row(floating* w, const floating* d, floating a, floating decay,
                             floating* s1, floating* s2, Py_ssize_t n,
-                            const UpdateCoefficients* c) noexcept nogil:
+                            const UpdateCoefficients* c, floating* z=NULL,
+                            floating xn=0) noexcept nogil:
     """One row of a per-sample step, the gradient formed on the fly: g_j = a d_j + decay w_j.
 
     For a weight row, a is the input unit's activation and d the layer's delta (a rank-1
-    gradient, a x d); for a bias, a = 1 and decay = 0.
+    gradient, a x d); for a bias, a = 1 and decay = 0. If z is not NULL, z_j += xn w_j with
+    the updated w_j (the next sample's forward pass, formed while the row is in registers).
     """
     if floating is float:
         if c.kind == SGD:
-            sgd_row_f32(w, d, a, decay, n, <float> c.lr)
+            sgd_row_f32(w, d, a, decay, n, <float> c.lr, z, xn)
         elif c.kind == MOMENTUM or c.kind == NESTEROV:
             momentum_row_f32(w, d, a, decay, s1, n, <float> c.lr, <float> c.momentum,
-                             c.kind == NESTEROV)
+                             c.kind == NESTEROV, z, xn)
         else:
             adam_row_f32(w, d, a, decay, s1, s2, n, <float> c.lr, <float> c.beta1,
                          <float> (1 - c.beta1), <float> c.beta2, <float> (1 - c.beta2),
-                         <float> c.epsilon)
+                         <float> c.epsilon, z, xn)
     else:
         if c.kind == SGD:
-            sgd_row_f64(w, d, a, decay, n, c.lr)
+            sgd_row_f64(w, d, a, decay, n, c.lr, z, xn)
         elif c.kind == MOMENTUM or c.kind == NESTEROV:
-            momentum_row_f64(w, d, a, decay, s1, n, c.lr, c.momentum, c.kind == NESTEROV)
+            momentum_row_f64(w, d, a, decay, s1, n, c.lr, c.momentum, c.kind == NESTEROV, z,
+                             xn)
         else:
             adam_row_f64(w, d, a, decay, s1, s2, n, c.lr, c.beta1, 1 - c.beta1, c.beta2,
-                         1 - c.beta2, c.epsilon)
+                         1 - c.beta2, c.epsilon, z, xn)

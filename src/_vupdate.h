@@ -21,62 +21,72 @@
  * formed. */
 #define MLPCORE_MOMENTUM_ELEMENT(T, w, v, g, lr, mu, nesterov)                                 \
     do {                                                                                       \
-        T vj_ = (mu) * (v) - (lr) * (g);                                                       \
+        T g_ = (g);                                                                            \
+        T vj_ = (mu) * (v) - (lr) * g_;                                                        \
         (v) = vj_;                                                                             \
-        (w) = (nesterov) ? (w) + ((mu) * vj_ - (lr) * (g)) : (w) + vj_;                        \
+        (w) = (nesterov) ? (w) + ((mu) * vj_ - (lr) * g_) : (w) + vj_;                         \
     } while (0)
 
 #define MLPCORE_ADAM_ELEMENT(T, SQRT, w, m, s, g, lr_t, b1, omb1, b2, omb2, eps)               \
     do {                                                                                       \
-        T mj_ = (b1) * (m) + (omb1) * (g);                                                     \
-        T sj_ = (b2) * (s) + (omb2) * ((g) * (g));                                             \
+        T g_ = (g);                                                                            \
+        T mj_ = (b1) * (m) + (omb1) * g_;                                                      \
+        T sj_ = (b2) * (s) + (omb2) * (g_ * g_);                                               \
         (m) = mj_;                                                                             \
         (s) = sj_;                                                                             \
         (w) = (w) - (lr_t) * mj_ / (SQRT(sj_) + (eps));                                        \
     } while (0)
 
+/* A row's loop over j = 0..n-1, with ELEMENT the update of w[j]. When z is given, the
+ * updated w[j] is also accumulated into the next sample's pre-activation, z[j] += xn w[j],
+ * while it is still in a register (see sample_backprop_update in _per_sample.pxd). */
+#define MLPCORE_ROW_LOOP(ELEMENT)                                                              \
+    if (z) {                                                                                   \
+        for (long j = 0; j < n; j++) {                                                         \
+            ELEMENT;                                                                           \
+            z[j] = z[j] + xn * w[j];                                                           \
+        }                                                                                      \
+    } else {                                                                                   \
+        for (long j = 0; j < n; j++) {                                                         \
+            ELEMENT;                                                                           \
+        }                                                                                      \
+    }
+
 #define MLPCORE_UPDATES(PREFIX, ATTR, SUFFIX, T, SQRT)                                         \
     /* Rows, g_j = a d_j + decay w_j. sgd: w <- w - lr g */                                    \
-    ATTR void PREFIX##_sgd_row_##SUFFIX(                                                       \
-        T *restrict w, const T *restrict d, T a, T decay, long n, T lr)                        \
+    ATTR void PREFIX##_sgd_row_##SUFFIX(T *restrict w, const T *restrict d, T a, T decay,      \
+                                        long n, T lr, T *restrict z, T xn)                     \
     {                                                                                          \
-        for (long j = 0; j < n; j++)                                                           \
-            w[j] = w[j] - lr * (a * d[j] + decay * w[j]);                                      \
+        MLPCORE_ROW_LOOP(w[j] = w[j] - lr * (a * d[j] + decay * w[j]))                         \
     }                                                                                          \
     /* v <- mu v - lr g; then w <- w + v, or w <- w + mu v - lr g (Nesterov). The two          \
      * cases are separate loops so that each vectorises without a select. */                   \
-    ATTR void PREFIX##_momentum_row_##SUFFIX(                                                  \
-        T *restrict w, const T *restrict d, T a, T decay, T *restrict v, long n, T lr,         \
-        T mu, int nesterov)                                                                    \
+    ATTR void PREFIX##_momentum_row_##SUFFIX(T *restrict w, const T *restrict d, T a,          \
+                                             T decay, T *restrict v, long n, T lr, T mu,       \
+                                             int nesterov, T *restrict z, T xn)                \
     {                                                                                          \
-        if (nesterov)                                                                          \
-            for (long j = 0; j < n; j++) {                                                     \
-                T g = a * d[j] + decay * w[j];                                                 \
-                MLPCORE_MOMENTUM_ELEMENT(T, w[j], v[j], g, lr, mu, 1);                         \
-            }                                                                                  \
-        else                                                                                   \
-            for (long j = 0; j < n; j++) {                                                     \
-                T g = a * d[j] + decay * w[j];                                                 \
-                MLPCORE_MOMENTUM_ELEMENT(T, w[j], v[j], g, lr, mu, 0);                         \
-            }                                                                                  \
+        if (nesterov) {                                                                        \
+            MLPCORE_ROW_LOOP(MLPCORE_MOMENTUM_ELEMENT(T, w[j], v[j], a * d[j] + decay * w[j],  \
+                                                      lr, mu, 1))                              \
+        } else {                                                                               \
+            MLPCORE_ROW_LOOP(MLPCORE_MOMENTUM_ELEMENT(T, w[j], v[j], a * d[j] + decay * w[j],  \
+                                                      lr, mu, 0))                              \
+        }                                                                                      \
     }                                                                                          \
     /* m <- b1 m + (1 - b1) g; s <- b2 s + (1 - b2) g^2; w <- w - lr_t m / (sqrt(s) + eps)     \
      * with lr_t the bias-corrected rate. 1 - b1 and 1 - b2 come rounded from double, as       \
      * scikit-learn's NumPy arithmetic rounds them. */                                         \
-    ATTR void PREFIX##_adam_row_##SUFFIX(                                                      \
-        T *restrict w, const T *restrict d, T a, T decay, T *restrict m, T *restrict s,        \
-        long n, T lr_t, T b1, T omb1, T b2, T omb2, T eps)                                     \
+    ATTR void PREFIX##_adam_row_##SUFFIX(T *restrict w, const T *restrict d, T a, T decay,     \
+                                         T *restrict m, T *restrict s, long n, T lr_t, T b1,   \
+                                         T omb1, T b2, T omb2, T eps, T *restrict z, T xn)     \
     {                                                                                          \
-        for (long j = 0; j < n; j++) {                                                         \
-            T g = a * d[j] + decay * w[j];                                                     \
-            MLPCORE_ADAM_ELEMENT(T, SQRT, w[j], m[j], s[j], g, lr_t, b1, omb1, b2, omb2,       \
-                                 eps);                                                         \
-        }                                                                                      \
+        MLPCORE_ROW_LOOP(MLPCORE_ADAM_ELEMENT(T, SQRT, w[j], m[j], s[j],                       \
+                                              a * d[j] + decay * w[j], lr_t, b1, omb1, b2,     \
+                                              omb2, eps))                                      \
     }                                                                                          \
     /* The same rules over the whole parameter vector with its gradient g (batch steps). */    \
-    ATTR void PREFIX##_momentum_step_##SUFFIX(                                                 \
-        T *restrict w, const T *restrict g, T *restrict v, long n, T lr, T mu,                 \
-        int nesterov)                                                                          \
+    ATTR void PREFIX##_momentum_step_##SUFFIX(T *restrict w, const T *restrict g,              \
+                                              T *restrict v, long n, T lr, T mu, int nesterov) \
     {                                                                                          \
         if (nesterov)                                                                          \
             for (long j = 0; j < n; j++)                                                       \
@@ -85,9 +95,9 @@
             for (long j = 0; j < n; j++)                                                       \
                 MLPCORE_MOMENTUM_ELEMENT(T, w[j], v[j], g[j], lr, mu, 0);                      \
     }                                                                                          \
-    ATTR void PREFIX##_adam_step_##SUFFIX(                                                     \
-        T *restrict w, const T *restrict g, T *restrict m, T *restrict s, long n, T lr_t,      \
-        T b1, T omb1, T b2, T omb2, T eps)                                                     \
+    ATTR void PREFIX##_adam_step_##SUFFIX(T *restrict w, const T *restrict g, T *restrict m,   \
+                                          T *restrict s, long n, T lr_t, T b1, T omb1, T b2,   \
+                                          T omb2, T eps)                                       \
     {                                                                                          \
         for (long j = 0; j < n; j++)                                                           \
             MLPCORE_ADAM_ELEMENT(T, SQRT, w[j], m[j], s[j], g[j], lr_t, b1, omb1, b2, omb2,    \
@@ -106,31 +116,34 @@ MLPCORE_UPDATES(mlpcore_short, static inline, f32, float, sqrtf)
 
 /* What the engine calls: rows by length; whole-vector steps are always long. */
 #define MLPCORE_DISPATCH(SUFFIX, T)                                                            \
-    static inline void mlpcore_sgd_row_##SUFFIX(T *w, const T *d, T a, T decay, long n, T lr)  \
+    static inline void mlpcore_sgd_row_##SUFFIX(T *w, const T *d, T a, T decay, long n, T lr,  \
+                                                T *z, T xn)                                    \
     {                                                                                          \
         if (n >= MLPCORE_LONG_ROW)                                                             \
-            mlpcore_long_sgd_row_##SUFFIX(w, d, a, decay, n, lr);                              \
+            mlpcore_long_sgd_row_##SUFFIX(w, d, a, decay, n, lr, z, xn);                       \
         else                                                                                   \
-            mlpcore_short_sgd_row_##SUFFIX(w, d, a, decay, n, lr);                             \
+            mlpcore_short_sgd_row_##SUFFIX(w, d, a, decay, n, lr, z, xn);                      \
     }                                                                                          \
     static inline void mlpcore_momentum_row_##SUFFIX(T *w, const T *d, T a, T decay, T *v,     \
-                                                     long n, T lr, T mu, int nesterov)         \
+                                                     long n, T lr, T mu, int nesterov, T *z,   \
+                                                     T xn)                                     \
     {                                                                                          \
         if (n >= MLPCORE_LONG_ROW)                                                             \
-            mlpcore_long_momentum_row_##SUFFIX(w, d, a, decay, v, n, lr, mu, nesterov);        \
+            mlpcore_long_momentum_row_##SUFFIX(w, d, a, decay, v, n, lr, mu, nesterov, z, xn); \
         else                                                                                   \
-            mlpcore_short_momentum_row_##SUFFIX(w, d, a, decay, v, n, lr, mu, nesterov);       \
+            mlpcore_short_momentum_row_##SUFFIX(w, d, a, decay, v, n, lr, mu, nesterov, z,     \
+                                                xn);                                           \
     }                                                                                          \
     static inline void mlpcore_adam_row_##SUFFIX(T *w, const T *d, T a, T decay, T *m, T *s,   \
                                                  long n, T lr_t, T b1, T omb1, T b2, T omb2,   \
-                                                 T eps)                                        \
+                                                 T eps, T *z, T xn)                            \
     {                                                                                          \
         if (n >= MLPCORE_LONG_ROW)                                                             \
             mlpcore_long_adam_row_##SUFFIX(w, d, a, decay, m, s, n, lr_t, b1, omb1, b2, omb2,  \
-                                           eps);                                               \
+                                           eps, z, xn);                                        \
         else                                                                                   \
             mlpcore_short_adam_row_##SUFFIX(w, d, a, decay, m, s, n, lr_t, b1, omb1, b2,       \
-                                            omb2, eps);                                        \
+                                            omb2, eps, z, xn);                                 \
     }                                                                                          \
     static inline void mlpcore_momentum_step_##SUFFIX(T *w, const T *g, T *v, long n, T lr,    \
                                                       T mu, int nesterov)                      \
@@ -141,7 +154,7 @@ MLPCORE_UPDATES(mlpcore_short, static inline, f32, float, sqrtf)
                                                   T lr_t, T b1, T omb1, T b2, T omb2, T eps)   \
     {                                                                                          \
         mlpcore_long_adam_step_##SUFFIX(w, g, m, s, n, lr_t, b1, omb1, b2, omb2, eps);         \
-    }                                                                                          \
+    }
 
 MLPCORE_DISPATCH(f64, double)
 MLPCORE_DISPATCH(f32, float)
