@@ -20,6 +20,7 @@ import time
 CASES = [
     # name, data, solver, batch_size, epochs
     ("digits sgd b1", "digits", "sgd", 1, 5),
+    ("digits adam b1", "digits", "adam", 1, 5),
     ("digits sgd b32", "digits", "sgd", 32, 20),
     ("digits sgd b200", "digits", "sgd", 200, 50),
     ("digits adam b200", "digits", "adam", 200, 50),

@@ -17,6 +17,11 @@ from _network cimport Net, UpdateRule, DONE, DIVERGED, INTERRUPTED, l2_penalty
 from _batch cimport add_weight_decay, chunk_gradient, forward_pass, run_batches
 from _per_sample cimport run_samples, run_samples_blocked
 
+cdef extern from "_fpenv.h" nogil:
+    # Subnormals flushed to zero while an epoch trains; see _fpenv.h.
+    unsigned int flush_subnormals "mlpcore_flush_subnormals" ()
+    void restore_fpenv "mlpcore_restore_fpenv" (unsigned int old)
+
 # The codes the Python layer uses to name activations, losses and update rules.
 HIDDEN_ACTIVATIONS = {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU}
 OUTPUT_ACTIVATIONS = {"identity": IDENTITY, "sigmoid": SIGMOID, "softmax": SOFTMAX, "exp": EXP}
@@ -467,9 +472,11 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
         min_weight = float(positive.min()) if positive.size else 1.0
     cdef bint blocked = (batch_size == 1 and r.kind == SGD and workspace.gram_block > 0
                          and learning_rate * alpha / min_weight < 0.5)
+    cdef unsigned int fpenv
     status = DONE
     while position < n and status == DONE:
         with nogil:
+            fpenv = flush_subnormals()
             if blocked:
                 status = run_samples_blocked(
                     &network.net, &theta[0], &X[0, 0], &Y[0, 0], swp, orderp, n,
@@ -490,6 +497,7 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
                                      <floating*> workspace.y_buf, <floating*> workspace.sw_buf,
                                      <floating*> workspace.grad, &r, s1, s2, n_params, eps,
                                      &position, budget, &loss_sum, &weight_sum, &updates)
+            restore_fpenv(fpenv)
         # Between segments the GIL is held: a Ctrl-C stops training after the current batch,
         # with parameters, optimizer state and the counts above all consistent.
         try:

@@ -458,3 +458,23 @@ def test_engine_refuses_sizes_and_rows_it_cannot_address():
         _engine.Network((2**62, 4, 2), 1, 1, 0)  # 2**64 weights would wrap to 0
     with pytest.raises(ValueError, match="too large to address"):
         _engine.Workspace(_engine.Network((3, 4, 2), 1, 1, 0), 2**62, np.float64)
+
+
+def test_training_leaves_subnormals_to_python_and_flushes_them_inside():
+    # Inside an epoch subnormals count as zero (see src/_fpenv.h): Adam's first moment of a
+    # weight whose gradient vanished after the first sample decays by beta1 per step and
+    # becomes exactly 0, not subnormal. Outside, the floating-point flags are restored.
+    n = 1200  # 0.9 ** 1200 ~ 1e-55: below float32's smallest normal number
+    X = np.zeros((n, 2), dtype=np.float32)
+    X[:, 1] = np.linspace(-1, 1, n)
+    X[0, 0] = 1.0  # feature 0 has a gradient at the first sample only
+    y = (X[:, 1] > 0).astype(int)
+    model = mlpcore.fit(X, y, hidden=(3,), optimizer="adam", batch_size=1, epochs=1,
+                        shuffle=False, seed=0, dtype=np.float32)
+    m = model.optimizer.state[0]
+    first_row = m[:3]  # W1[0, :], the weights from feature 0
+    assert np.all(first_row == 0)
+    assert np.all(np.isfinite(model.weights[0]))
+    tiny = np.float64(np.finfo(np.float64).tiny)
+    assert tiny * np.float64(0.5) != 0  # Python-side arithmetic still has subnormals
+    assert np.float32(np.finfo(np.float32).tiny) * np.float32(0.5) != 0
