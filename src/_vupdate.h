@@ -1,15 +1,15 @@
 /* Vectorised parameter updates, compiled for several CPU levels.
  *
- * In per-sample training every weight is updated once per sample, so these loops are the
- * whole cost of momentum and Adam there; Adam's sqrt and division per weight dominate, and
- * at AVX2 width they cost a quarter of what they cost at the baseline's SSE2 width. A row's
- * gradient is rank-1, g_j = a d_j + decay w_j, a being input unit i's activation and d the
- * layer's delta; a bias row has a = 1 and decay = 0. The *_step kernels take the gradient
- * of the whole parameter vector instead (batch training). The formulas are scikit-learn's
- * (see _updates.pxd). restrict tells GCC that the arrays never overlap, so each loop is one
- * vectorised pass with no run-time alias test. Every operation is IEEE-exact (+, *, /,
- * sqrt; GCC does not contract to FMA under -std=c11), so all CPU levels give bit-identical
- * results.
+ * In per-sample training every weight is updated once per sample, so these loops are most
+ * of the cost of momentum and Adam there, and Adam's sqrt and division per weight dominate:
+ * AVX2 does four (double) or eight (float) of each per instruction, the baseline's SSE2 half
+ * as many. The float kernels compute in float throughout. A row's gradient is rank-1,
+ * g_j = a d_j + decay w_j, a being input unit i's activation and d the layer's delta; a bias
+ * row has a = 1 and decay = 0. The *_step kernels take the gradient of the whole parameter
+ * vector instead (batch training). The formulas are scikit-learn's (see _updates.pxd).
+ * restrict tells GCC that the arrays never overlap, so each loop is one vectorised pass with
+ * no run-time alias test. Every operation is IEEE-exact (+, *, /, sqrt; GCC does not
+ * contract to FMA under -std=c11), so all CPU levels give bit-identical results.
  */
 #ifndef MLPCORE_VUPDATE_H
 #define MLPCORE_VUPDATE_H
