@@ -377,6 +377,9 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
                 long long t=0, double[::1] penalty_out=None):
     """Train for one epoch in place: every batch is forward, backprop, update, without the GIL.
 
+    While the compiled segments run, subnormal numbers count as zero (x86-64 FTZ/DAZ, see
+    _fpenv.h); the caller's floating-point flags are restored before Python runs again.
+
     Parameters
     ----------
     network, workspace : Network, Workspace

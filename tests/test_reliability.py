@@ -8,6 +8,7 @@ fractional hidden width, unknown names, wrong init shapes, complex or object X) 
 repeated here; this battery adds the others.
 """
 
+import platform
 import tracemalloc
 import warnings
 
@@ -473,7 +474,10 @@ def test_training_leaves_subnormals_to_python_and_flushes_them_inside():
                         shuffle=False, seed=0, dtype=np.float32)
     m = model.optimizer.state[0]
     first_row = m[:3]  # W1[0, :], the weights from feature 0
-    assert np.all(first_row == 0)
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert np.all(first_row == 0)
+    else:  # no flush elsewhere (see src/_fpenv.h): the moments are merely tiny
+        assert np.all(np.abs(first_row) < np.finfo(np.float32).tiny)
     assert np.all(np.isfinite(model.weights[0]))
     tiny = np.float64(np.finfo(np.float64).tiny)
     assert tiny * np.float64(0.5) != 0  # Python-side arithmetic still has subnormals
