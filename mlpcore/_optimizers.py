@@ -46,6 +46,15 @@ class Optimizer:
             self.state = [np.zeros(n_params, dtype=dtype) for _ in range(self.n_state)]
             self.t = 0
 
+    def reset_state(self):
+        """Zero the state (velocities, Adam moments) and the step count, keeping the settings.
+
+        For parameters that were changed from outside, e.g. rescaled: state gathered for the
+        old parameters would steer the new ones wrongly.
+        """
+        self.state = [np.zeros_like(s) for s in self.state]
+        self.t = 0
+
     def engine_args(self, learning_rate):
         """Keyword arguments for ``_engine.train_epoch`` at the given (scheduled) rate."""
         state = self.state + [None] * (2 - len(self.state))

@@ -180,11 +180,15 @@ def test_csv_regression_with_scaling_folded_into_the_model(tmp_path, rng, cli):
     path = tmp_path / "r.csv"
     np.savetxt(path, np.column_stack([X, y]), delimiter=",", header="a,b,value", comments="")
     proc = cli("train", "r.csv", "--target", "value", "--epochs", "40", "--seed", "0",
-               "--output", "r.npz", "--progress")
+               "--optimizer", "adam", "--learning-rate", "0.01", "--output", "r.npz",
+               "--progress")
     assert proc.returncode == 0, proc.stderr
     assert "regression" in proc.stdout and re.search(r"^epoch +1/40", proc.stdout, re.M)
     model = mlpcore.load(tmp_path / "r.npz")
     assert model.score(X, y) > 0.95  # raw features in, raw values out
+    # Adam's moments belonged to the scaled parameters: the folded model starts afresh.
+    assert model.optimizer.t == 0
+    assert len(model.optimizer.state) == 2 and not any(s.any() for s in model.optimizer.state)
     proc = cli("evaluate", "r.npz", "r.csv", "--target", "value")
     assert proc.returncode == 0, proc.stderr
     r2 = float(re.search(r"R\^2 ([-0-9.]+)", proc.stdout).group(1))

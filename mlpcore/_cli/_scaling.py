@@ -53,12 +53,16 @@ def fold_into_inputs(model, scaling):
     """Make a model trained on ``scaling.apply(X)`` take raw X: exact, by linearity.
 
     Z1 = ((X - shift) / scale) W1 + b1 = X (W1 / scale[:, None]) + (b1 - (shift / scale) W1).
+    The optimizer state is reset: Adam's second moments have no exact counterpart for the
+    folded parameters, and velocities for the old ones would push the new ones wrongly, so a
+    resumed fit (``fit_more``) starts its optimizer afresh.
     """
     shift, scale = scaling
     W = model.weights[0].astype(np.float64)
     b = model.biases[0].astype(np.float64)
     model.biases[0][...] = b - (shift / scale) @ W
     model.weights[0][...] = W / scale[:, None]
+    model.optimizer.reset_state()
 
 
 def fold_into_outputs(model, scaling):
@@ -71,3 +75,4 @@ def fold_into_outputs(model, scaling):
     b = model.biases[-1].astype(np.float64)
     model.weights[-1][...] = W * scale[None, :]
     model.biases[-1][...] = b * scale + shift
+    model.optimizer.reset_state()  # as in fold_into_inputs
