@@ -52,6 +52,8 @@ cdef inline UpdateCoefficients next_step(UpdateRule* rule) noexcept nogil:
     c.momentum = rule.momentum
     c.beta1 = rule.beta1
     c.beta2 = rule.beta2
+    c.one_minus_beta1 = 1 - rule.beta1
+    c.one_minus_beta2 = 1 - rule.beta2
     c.epsilon = rule.epsilon
     if rule.kind == ADAM:
         rule.t += 1

@@ -56,12 +56,15 @@ cdef enum UpdateKind:
 
 cdef struct UpdateCoefficients:
     # One step's scalars, in double; each kernel rounds them to its dtype. 1 - beta1 and
-    # 1 - beta2 are rounded from double as scikit-learn's NumPy arithmetic rounds them.
+    # 1 - beta2 are formed in double and then rounded, as scikit-learn's NumPy arithmetic
+    # rounds them.
     int kind
     double lr            # Adam: the bias-corrected lr_t of this step
     double momentum
     double beta1
     double beta2
+    double one_minus_beta1
+    double one_minus_beta2
     double epsilon
 
 
@@ -90,11 +93,11 @@ cdef inline void apply_step(floating* theta, const floating* g, floating* s1, fl
             momentum_step_f64(theta, g, s1, n, c.lr, c.momentum, c.kind == NESTEROV)
     elif floating is float:
         adam_step_f32(theta, g, s1, s2, n, <float> c.lr, <float> c.beta1,
-                      <float> (1 - c.beta1), <float> c.beta2, <float> (1 - c.beta2),
+                      <float> c.one_minus_beta1, <float> c.beta2, <float> c.one_minus_beta2,
                       <float> c.epsilon)
     else:
-        adam_step_f64(theta, g, s1, s2, n, c.lr, c.beta1, 1 - c.beta1, c.beta2, 1 - c.beta2,
-                      c.epsilon)
+        adam_step_f64(theta, g, s1, s2, n, c.lr, c.beta1, c.one_minus_beta1, c.beta2,
+                      c.one_minus_beta2, c.epsilon)
 
 
 cdef inline void update_row(floating* w, const floating* d, floating a, floating decay,
@@ -115,8 +118,8 @@ cdef inline void update_row(floating* w, const floating* d, floating a, floating
                              c.kind == NESTEROV, z, xn)
         else:
             adam_row_f32(w, d, a, decay, s1, s2, n, <float> c.lr, <float> c.beta1,
-                         <float> (1 - c.beta1), <float> c.beta2, <float> (1 - c.beta2),
-                         <float> c.epsilon, z, xn)
+                         <float> c.one_minus_beta1, <float> c.beta2,
+                         <float> c.one_minus_beta2, <float> c.epsilon, z, xn)
     else:
         if c.kind == SGD:
             sgd_row_f64(w, d, a, decay, n, c.lr, z, xn)
@@ -124,5 +127,5 @@ cdef inline void update_row(floating* w, const floating* d, floating a, floating
             momentum_row_f64(w, d, a, decay, s1, n, c.lr, c.momentum, c.kind == NESTEROV, z,
                              xn)
         else:
-            adam_row_f64(w, d, a, decay, s1, s2, n, c.lr, c.beta1, 1 - c.beta1, c.beta2,
-                         1 - c.beta2, c.epsilon, z, xn)
+            adam_row_f64(w, d, a, decay, s1, s2, n, c.lr, c.beta1, c.one_minus_beta1,
+                         c.beta2, c.one_minus_beta2, c.epsilon, z, xn)

@@ -52,7 +52,7 @@
         }                                                                                      \
     }
 
-#define MLPCORE_UPDATES(PREFIX, ATTR, SUFFIX, T, SQRT)                                         \
+#define MLPCORE_ROWS(PREFIX, ATTR, SUFFIX, T, SQRT)                                            \
     /* Rows, g_j = a d_j + decay w_j. sgd: w <- w - lr g */                                    \
     ATTR void PREFIX##_sgd_row_##SUFFIX(T *restrict w, const T *restrict d, T a, T decay,      \
                                         long n, T lr, T *restrict z, T xn)                     \
@@ -83,10 +83,13 @@
         MLPCORE_ROW_LOOP(MLPCORE_ADAM_ELEMENT(T, SQRT, w[j], m[j], s[j],                       \
                                               a * d[j] + decay * w[j], lr_t, b1, omb1, b2,     \
                                               omb2, eps))                                      \
-    }                                                                                          \
-    /* The same rules over the whole parameter vector with its gradient g (batch steps). */    \
-    ATTR void PREFIX##_momentum_step_##SUFFIX(T *restrict w, const T *restrict g,              \
-                                              T *restrict v, long n, T lr, T mu, int nesterov) \
+    }
+
+/* The same rules over the whole parameter vector with its gradient g (batch steps). These
+ * vectors are always long, so there are only the per-CPU-level versions. */
+#define MLPCORE_STEPS(SUFFIX, T, SQRT)                                                         \
+    MLPCORE_CLONES static void mlpcore_momentum_step_##SUFFIX(                                 \
+        T *restrict w, const T *restrict g, T *restrict v, long n, T lr, T mu, int nesterov)   \
     {                                                                                          \
         if (nesterov)                                                                          \
             for (long j = 0; j < n; j++)                                                       \
@@ -95,9 +98,9 @@
             for (long j = 0; j < n; j++)                                                       \
                 MLPCORE_MOMENTUM_ELEMENT(T, w[j], v[j], g[j], lr, mu, 0);                      \
     }                                                                                          \
-    ATTR void PREFIX##_adam_step_##SUFFIX(T *restrict w, const T *restrict g, T *restrict m,   \
-                                          T *restrict s, long n, T lr_t, T b1, T omb1, T b2,   \
-                                          T omb2, T eps)                                       \
+    MLPCORE_CLONES static void mlpcore_adam_step_##SUFFIX(                                     \
+        T *restrict w, const T *restrict g, T *restrict m, T *restrict s, long n, T lr_t,      \
+        T b1, T omb1, T b2, T omb2, T eps)                                                     \
     {                                                                                          \
         for (long j = 0; j < n; j++)                                                           \
             MLPCORE_ADAM_ELEMENT(T, SQRT, w[j], m[j], s[j], g[j], lr_t, b1, omb1, b2, omb2,    \
@@ -105,16 +108,18 @@
     }
 
 /* Long rows: versions compiled for each CPU level, one picked at load time. */
-MLPCORE_UPDATES(mlpcore_long, MLPCORE_CLONES static, f64, double, sqrt)
-MLPCORE_UPDATES(mlpcore_long, MLPCORE_CLONES static, f32, float, sqrtf)
+MLPCORE_ROWS(mlpcore_long, MLPCORE_CLONES static, f64, double, sqrt)
+MLPCORE_ROWS(mlpcore_long, MLPCORE_CLONES static, f32, float, sqrtf)
 /* Short rows (a few units): baseline versions inlined into the caller, since a call through
  * the load-time dispatch costs more than their arithmetic. */
-MLPCORE_UPDATES(mlpcore_short, static inline, f64, double, sqrt)
-MLPCORE_UPDATES(mlpcore_short, static inline, f32, float, sqrtf)
+MLPCORE_ROWS(mlpcore_short, static inline, f64, double, sqrt)
+MLPCORE_ROWS(mlpcore_short, static inline, f32, float, sqrtf)
+MLPCORE_STEPS(f64, double, sqrt)
+MLPCORE_STEPS(f32, float, sqrtf)
 
 #define MLPCORE_LONG_ROW 32
 
-/* What the engine calls: rows by length; whole-vector steps are always long. */
+/* What the engine calls for a row: the long or the short version by its length. */
 #define MLPCORE_DISPATCH(SUFFIX, T)                                                            \
     static inline void mlpcore_sgd_row_##SUFFIX(T *w, const T *d, T a, T decay, long n, T lr,  \
                                                 T *z, T xn)                                    \
@@ -144,16 +149,6 @@ MLPCORE_UPDATES(mlpcore_short, static inline, f32, float, sqrtf)
         else                                                                                   \
             mlpcore_short_adam_row_##SUFFIX(w, d, a, decay, m, s, n, lr_t, b1, omb1, b2,       \
                                             omb2, eps, z, xn);                                 \
-    }                                                                                          \
-    static inline void mlpcore_momentum_step_##SUFFIX(T *w, const T *g, T *v, long n, T lr,    \
-                                                      T mu, int nesterov)                      \
-    {                                                                                          \
-        mlpcore_long_momentum_step_##SUFFIX(w, g, v, n, lr, mu, nesterov);                     \
-    }                                                                                          \
-    static inline void mlpcore_adam_step_##SUFFIX(T *w, const T *g, T *m, T *s, long n,        \
-                                                  T lr_t, T b1, T omb1, T b2, T omb2, T eps)   \
-    {                                                                                          \
-        mlpcore_long_adam_step_##SUFFIX(w, g, m, s, n, lr_t, b1, omb1, b2, omb2, eps);         \
     }
 
 MLPCORE_DISPATCH(f64, double)
