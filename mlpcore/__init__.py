@@ -9,10 +9,11 @@ The forward pass, backpropagation and weight updates run in typed Cython over BL
 """
 
 from mlpcore._fit import fit
-from mlpcore._model import MLP, NotFittedError
-from mlpcore._optimizers import LBFGS, SGD, Adam, Momentum, Nesterov, Optimizer
-from mlpcore._persistence import load
-from mlpcore._training import TrainingDivergedWarning, TrainingInterruptedWarning
+from mlpcore._model import MLP, load
+from mlpcore._optimizers import LBFGS, SGD, Adam, Momentum, Nesterov, Optimizer, Solver
+from mlpcore._results import (
+    NotFittedError, TrainingDivergedWarning, TrainingInterruptedWarning, TrainingResult,
+)
 
 __version__ = "0.1.0"
 
@@ -25,8 +26,10 @@ __all__ = [
     "Nesterov",
     "NotFittedError",
     "Optimizer",
+    "Solver",
     "TrainingDivergedWarning",
     "TrainingInterruptedWarning",
+    "TrainingResult",
     "fit",
     "load",
 ]

@@ -1,4 +1,10 @@
-"""Names of the network's building blocks: activations, outputs and losses.
+"""The registries of the network's building blocks, and the rules for choosing among them.
+
+One place for each: the hidden activations, outputs and losses (``HIDDEN_ACTIVATIONS``,
+``OUTPUT_ACTIVATIONS``, ``LOSSES``), which output and loss a task gets by default
+(:func:`choose_output_loss`), and what ``batch_size="auto"`` means (:func:`batch_rows`).
+The optimizers' registry is ``mlpcore._optimizers.OPTIMIZERS`` and the schedules'
+``mlpcore._schedules.SCHEDULES``.
 
 The numeric codes come from the compiled engine (``mlpcore._engine``), so the Python layer
 and the kernels can never disagree about what a name means. This module only resolves and
@@ -65,6 +71,64 @@ def resolve_name(value, valid, what):
     if name not in valid:
         raise ValueError(f"unknown {what} {value!r}; valid values are {sorted(valid)}")
     return name
+
+
+# batch_size="auto" means min(DEFAULT_BATCH_SIZE, N).
+DEFAULT_BATCH_SIZE = 32
+
+
+def batch_rows(batch_size, n_samples, *, chunk=False):
+    """Rows per update for the ``batch_size`` setting on ``n_samples`` samples.
+
+    Parameters
+    ----------
+    batch_size : int, None or 'auto'
+        None: all samples (gradient descent); 'auto': min(DEFAULT_BATCH_SIZE, N).
+    n_samples : int
+    chunk : bool
+        partial_fit: a chunk smaller than a batch is one batch (no error).
+
+    Raises
+    ------
+    ValueError
+        An integer batch larger than the samples (unless ``chunk``).
+    """
+    if batch_size is None:
+        return n_samples
+    if isinstance(batch_size, str):
+        return min(DEFAULT_BATCH_SIZE, n_samples)
+    if batch_size > n_samples and not chunk:
+        raise ValueError(f"batch_size={batch_size} is larger than the {n_samples} training "
+                         "samples; use batch_size=None for gradient descent on all of them")
+    return min(batch_size, n_samples)
+
+
+def choose_output_loss(task, output=None, loss=None):
+    """The output activation and loss of a model: as requested, else the task's defaults.
+
+    Classification gets softmax and cross-entropy, regression the identity and mse; the exp
+    output goes with the Poisson loss, and a sigmoid classifier with cross-entropy.
+
+    Parameters
+    ----------
+    task : {'classification', 'regression'}
+    output, loss : str or None
+        Canonical names the user asked for (None: choose).
+
+    Returns
+    -------
+    (output, loss) : tuple of str
+    """
+    output = output or ("softmax" if task == "classification" else "identity")
+    if loss is None:
+        if output == "exp":
+            loss = "poisson"
+        elif task == "classification" and output in ("softmax", "sigmoid"):
+            loss = "cross_entropy"
+        else:
+            loss = "mse"
+    check_output_loss(output, loss)
+    return output, loss
 
 
 def check_output_loss(output, loss):

@@ -4,83 +4,173 @@ For small problems a quasi-Newton method on the whole data set beats stochastic 
 Each loss-and-gradient evaluation is one chunked pass of the engine over all samples
 (``_engine.loss_gradient``); scipy keeps the parameter vector in float64, so a float32 model
 is evaluated in float32 and its gradient handed to scipy as float64.
+
+scipy's ``minimize`` owns its loop and reports each iteration to a callback, whereas the
+epoch driver (:func:`mlpcore._training.train`) asks for one iteration at a time. The two
+are joined by running ``minimize`` in a helper thread that pauses in its callback until
+the driver asks for the next iteration: exactly one of the two threads runs at any time,
+so the iterates are those of a plain ``minimize`` call, and the driver, the user's
+callback and Ctrl-C all stay on the calling thread.
 """
 
-import math
-import time
-import warnings
+import threading
 
 import numpy as np
 
 from mlpcore import _engine
-from mlpcore._stopping import PlateauMonitor
 from mlpcore._threads import blas_threads
+from mlpcore._training import Step
 
 
-def run_lbfgs(trainer, X, Y, sw, max_iter, validation):
-    """Minimise J over all of (X, Y) for at most ``max_iter`` iterations.
+class _Stop(Exception):
+    """Raised inside the helper thread to end ``minimize`` early."""
 
-    Every iteration is recorded in ``history`` like an epoch (loss, validation metrics) and
-    reported to ``verbose``/``callback``; a callback returning False stops the run.
 
-    Returns
-    -------
-    TrainingResult
+class LBFGSIterations:
+    """One L-BFGS-B iteration over all of (X, Y) per step.
+
+    Parameters
+    ----------
+    model : MLP
+        A built model with an :class:`mlpcore.LBFGS` optimizer; ``model.optimizer.t``
+        counts the iterations.
+    X, Y, sw : ndarray
+        Checked training arrays.
+    max_iter : int
+        Iterations this call may take (scipy's ``maxiter``).
+    workspace : _engine.Workspace
+        Work buffers for at least ``min(N, CHUNK_ROWS)`` rows.
+
+    Attributes
+    ----------
+    converged : bool
+        scipy stopped by its own tests (gradient below ``tol``, or ``ftol``) before
+        ``max_iter`` iterations.
     """
-    from scipy.optimize import minimize
 
-    from mlpcore._training import (
-        TrainingDivergedWarning, TrainingInterruptedWarning, TrainingResult,
-    )
+    scheduled = False
+    plateau_rule = False
 
-    model = trainer.model
-    opt = model.optimizer
-    theta = model._theta
-    grad = np.empty_like(theta)
-    workspace = trainer._workspace_for(min(X.shape[0], _engine.CHUNK_ROWS))
-    result = TrainingResult()
-    never = (PlateauMonitor(0.0, math.inf), None)
-    started = time.perf_counter()
+    def __init__(self, model, X, Y, sw, max_iter, workspace):
+        self.model, self.X, self.Y, self.sw = model, X, Y, sw
+        self.max_iter = max_iter
+        self.workspace = workspace
+        self.grad = np.empty_like(model._theta)
+        self.accepted = model._theta.astype(np.float64)  # the last iterate (x0 at first)
+        self.converged = False
+        self.message = ""
+        self._turn = threading.Condition()
+        self._worker_runs = False  # whose turn it is: the helper thread's or the driver's
+        self._stop = False
+        self._event = None  # what the helper thread last reported
+        self._thread = None
 
-    def loss_and_gradient(x):
-        theta[:] = x
-        value = _engine.loss_gradient(model._network, theta, X, Y, sw, model.alpha, grad,
-                                      workspace)
-        return value, grad.astype(np.float64)
+    def threads(self):
+        m = self.model
+        return blas_threads(m.n_threads, min(self.X.shape[0], _engine.CHUNK_ROWS), m.sizes)
 
-    def after_iteration(intermediate_result):
-        theta[:] = intermediate_result.x
-        logs = {"loss": float(intermediate_result.fun), "lr": math.nan}
-        if validation is not None:
-            logs.update(trainer.validation_logs(validation))
-        if trainer.end_epoch(logs, started, never, result, [None], False):
+    def loss(self):
+        return self.model._evaluate(self.X, self.Y, self.sw)[0]
+
+    # -- the helper thread ----------------------------------------------------------------
+    def _loss_and_gradient(self, x):
+        if self._stop:
+            raise _Stop
+        m = self.model
+        m._theta[:] = x
+        value = _engine.loss_gradient(m._network, m._theta, self.X, self.Y, self.sw, m.alpha,
+                                      self.grad, self.workspace)
+        return value, self.grad.astype(np.float64)
+
+    def _iteration_done(self, intermediate_result):
+        self.accepted = intermediate_result.x.copy()
+        self._hand_over(("iteration", float(intermediate_result.fun)))
+        if self._stop:
             raise StopIteration
 
-    x0 = theta.astype(np.float64)
-    threads = blas_threads(model.n_threads, min(X.shape[0], _engine.CHUNK_ROWS), model.sizes)
-    try:
-        with threads:
-            res = minimize(loss_and_gradient, x0, jac=True, method="L-BFGS-B",
-                           callback=after_iteration,
-                           options={"maxiter": max_iter, "maxfun": opt.max_fun,
-                                    "gtol": 1e-5 if model.tol is None else model.tol,
+    def _hand_over(self, event):
+        """Report ``event`` to the driver and wait until it gives the turn back."""
+        with self._turn:
+            self._event = event
+            self._worker_runs = False
+            self._turn.notify_all()
+            while not self._worker_runs:
+                self._turn.wait()
+
+    def _minimize(self):
+        from scipy.optimize import minimize
+
+        opt, m = self.model.optimizer, self.model
+        try:
+            res = minimize(self._loss_and_gradient, self.accepted, jac=True, method="L-BFGS-B",
+                           callback=self._iteration_done,
+                           options={"maxiter": self.max_iter, "maxfun": opt.max_fun,
+                                    "gtol": 1e-5 if m.tol is None else m.tol,
                                     "maxcor": opt.history_size, "ftol": opt.ftol})
-    except KeyboardInterrupt:
-        result.stop_reason = "interrupted"
-        warnings.warn("training interrupted by the user", TrainingInterruptedWarning,
-                      stacklevel=4)
-        if not np.isfinite(theta).all():
-            theta[:] = x0
-        return result
-    if not np.isfinite(res.x).all():
-        theta[:] = x0
-        result.stop_reason = "diverged"
-        warnings.warn("L-BFGS produced non-finite parameters; the starting parameters are "
-                      "kept", TrainingDivergedWarning, stacklevel=4)
-        return result
-    theta[:] = res.x
-    opt.t += int(res.nit)
-    result.message = str(res.message)
-    if result.stop_reason is None and res.nit < max_iter and res.success:
-        result.stop_reason = "converged"
-    return result
+            event = ("finished", res)
+        except _Stop:
+            event = ("stopped", None)
+        except BaseException as exc:  # handed to the driver's thread to be raised there
+            event = ("error", exc)
+        with self._turn:
+            self._event = event
+            self._worker_runs = False
+            self._turn.notify_all()
+
+    # -- what the driver calls -----------------------------------------------------------------
+    def _resume(self):
+        """Give the helper thread the turn and wait for what it reports."""
+        with self._turn:
+            self._worker_runs = True
+            self._turn.notify_all()
+        return self._wait_for_report()
+
+    def _wait_for_report(self):
+        with self._turn:
+            while self._worker_runs:
+                self._turn.wait()
+            return self._event
+
+    def step(self, learning_rate):
+        m = self.model
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._minimize, daemon=True,
+                                            name="mlpcore-lbfgs")
+            with self._turn:
+                self._worker_runs = True
+            self._thread.start()
+            kind, value = self._wait_for_report()
+        else:
+            kind, value = self._resume()
+        if kind == "error":
+            raise value
+        if kind == "iteration":
+            m._theta[:] = self.accepted
+            m.optimizer.t += 1
+            return Step("done", value, 0)
+        res = value  # "finished": scipy ended by its own tests (or gave up)
+        self.message = str(res.message)
+        if not np.isfinite(res.x).all():
+            return Step("diverged")
+        m._theta[:] = res.x
+        self.converged = bool(res.success)
+        return Step("finished", message=self.message)
+
+    def close(self, completed):
+        """End the helper thread if it still waits; the model keeps the last iterate.
+
+        ``completed``: the driver took all ``max_iter`` steps, so scipy ends by itself;
+        otherwise it is told to stop (at its next evaluation or callback).
+        """
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        self._stop = not completed
+        kind, value = self._resume()
+        while kind == "iteration":  # Ctrl-C came while it ran: it stops at its next turn
+            kind, value = self._resume()
+        thread.join()
+        if kind == "finished":
+            self.message = str(value.message)
+        # A stop can come in the middle of a line search: go back to the accepted iterate.
+        self.model._theta[:] = self.accepted

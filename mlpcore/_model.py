@@ -1,31 +1,36 @@
-"""The model: its settings, its parameters and training state, and everything one can ask of it."""
+"""The model: its settings, its parameters and training state, and everything one can ask of it.
+
+The model owns its state. :meth:`MLP.get_state` returns all of it (settings, parameters,
+optimizer state, schedule, random stream, history, target encoding) as plain arrays and
+JSON-able metadata, and :meth:`MLP.from_state` rebuilds a model from that; ``save``/``load``
+(through :mod:`mlpcore._persistence`), pickling and :func:`copy.deepcopy` all go through
+that pair, so a copy resumes training bit-identically.
+"""
 
 import math
 import numbers
 
 import numpy as np
 
-from mlpcore import _engine
+from mlpcore import _engine, _persistence
 from mlpcore._base import (
-    HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS, check_output_loss, resolve_name,
+    HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS, batch_rows, check_output_loss,
+    choose_output_loss, resolve_name,
 )
 from mlpcore._initializers import from_arrays, glorot_uniform
-from mlpcore._optimizers import make_optimizer
+from mlpcore._lbfgs import LBFGSIterations
+from mlpcore._optimizers import OPTIMIZERS, make_optimizer
+from mlpcore._results import NotFittedError
 from mlpcore._schedules import Schedule
 from mlpcore._splitting import validation_split
 from mlpcore._targets import Targets
 from mlpcore._threads import blas_threads
-from mlpcore._training import Trainer
+from mlpcore._training import CompiledEpochs, train
 from mlpcore._validation import (
     check_hidden, check_int, check_positive_float, check_sample_weight, check_X, working_dtype,
 )
 
-# batch_size="auto" means min(DEFAULT_BATCH_SIZE, N).
-DEFAULT_BATCH_SIZE = 32
-
-
-class NotFittedError(ValueError, AttributeError):
-    """The model was used before it was trained (or built by ``partial_fit``)."""
+__all__ = ["MLP", "NotFittedError", "load"]
 
 
 class MLP:
@@ -110,9 +115,8 @@ class MLP:
             raise TypeError("callback must be callable as callback(epoch, model, logs)")
         self.callback = callback
         self.n_threads = None if n_threads is None else check_int(n_threads, "n_threads", minimum=1)
-        # What early stopping watches: "val_loss" (lowest wins) or "val_score" (highest wins).
-        self.monitor = "val_loss"
         self._network = None
+        self._workspace = None  # engine work buffers, kept between calls (not state)
 
     # -- building ------------------------------------------------------------------------------
     def build(self, X, Y, classes=None):
@@ -128,58 +132,48 @@ class MLP:
         X : ndarray
             X checked and converted to the working dtype.
         """
-        self.dtype = working_dtype(X, self._requested_dtype)
-        X = check_X(X, self.dtype)
-        self.targets = Targets.from_y(Y, self._requested_output, classes=classes)
-        output = self._requested_output or (
-            "softmax" if self.targets.task == "classification" else "identity")
-        if self._requested_loss:
-            loss = self._requested_loss
-        elif output == "exp":
-            loss = "poisson"
-        elif self.targets.task == "classification" and output in ("softmax", "sigmoid"):
-            loss = "cross_entropy"
-        else:
-            loss = "mse"
-        check_output_loss(output, loss)
-        self.output, self.loss_name = output, loss
-        self._network = _engine.Network(
-            (X.shape[1], *self.hidden, self.targets.n_outputs),
-            HIDDEN_ACTIVATIONS[self.activation], OUTPUT_ACTIVATIONS[output], LOSSES[loss])
-        self._theta = np.zeros(self._network.n_params, dtype=self.dtype)
-        self._rng = np.random.default_rng(self.seed)
+        dtype = working_dtype(X, self._requested_dtype)
+        X = check_X(X, dtype)
+        targets = Targets.from_y(Y, self._requested_output, classes=classes)
+        output, loss = choose_output_loss(targets.task, self._requested_output,
+                                          self._requested_loss)
+        self._assemble(X.shape[1], dtype, targets, output, loss)
         if self.init is None:
             glorot_uniform(self._network, self._theta, self.activation, self._rng)
         else:
             from_arrays(self._network, self._theta, self.init)
+        return X
+
+    def _assemble(self, n_features, dtype, targets, output, loss):
+        """The one constructor of a built model's parts, used by :meth:`build` and
+        :meth:`from_state`: the network, zero parameters, fresh optimizer state, schedule,
+        random stream and history."""
+        self.dtype, self.targets, self.output, self.loss_name = dtype, targets, output, loss
+        self._network = _engine.Network(
+            (n_features, *self.hidden, targets.n_outputs),
+            HIDDEN_ACTIVATIONS[self.activation], OUTPUT_ACTIVATIONS[output], LOSSES[loss])
+        self._theta = np.zeros(self._network.n_params, dtype=dtype)
+        self._rng = np.random.default_rng(self.seed)
         self.optimizer = make_optimizer(self.optimizer)
-        self.optimizer.init_state(self.n_params, self.dtype)
+        self.optimizer.init_state(self.n_params, dtype)
         self._schedule = Schedule(self.schedule, self.optimizer.learning_rate or 1.0,
                                   self.power_t)
         self.history = {"loss": [], "lr": []}
         self.samples_seen = 0
-        self._trainer = Trainer(self)
-        return X
-
-    @property
-    def is_built(self):
-        return self._network is not None
+        self._workspace = None
 
     def _require_built(self):
         if self._network is None:
             raise NotFittedError("this model has not been trained yet; call fit() first")
 
-    # -- training ------------------------------------------------------------------------------
-    def _batch_rows(self, n):
-        if self.batch_size is None:
-            return n
-        if isinstance(self.batch_size, str):
-            return min(DEFAULT_BATCH_SIZE, n)
-        if self.batch_size > n:
-            raise ValueError(f"batch_size={self.batch_size} is larger than the {n} training "
-                             "samples; use batch_size=None for gradient descent on all of them")
-        return self.batch_size
+    def _workspace_for(self, rows):
+        """Engine work buffers for ``rows`` rows, allocated once and reused across calls."""
+        ws = self._workspace
+        if ws is None or ws.rows < rows or ws.dtype != self.dtype:
+            ws = self._workspace = _engine.Workspace(self._network, rows, self.dtype)
+        return ws
 
+    # -- training ------------------------------------------------------------------------------
     def _training_arrays(self, X, Y, sample_weight):
         X = check_X(X, self.dtype, n_features=self.n_features)
         Ym = self.targets.encode(Y, self.dtype, X.shape[0])
@@ -208,12 +202,21 @@ class MLP:
         elif self.validation_fraction is not None or self.early_stopping:
             fraction = self.validation_fraction or 0.1
             labels = self.targets.labels_for_stratification(Ym)
-            train, val = validation_split(len(X), fraction, self._rng, labels)
-            validation = (X[val], Ym[val], None if sw is None else sw[val])
-            X, Ym = X[train], Ym[train]
-            sw = None if sw is None else sw[train]
+            train_rows, val_rows = validation_split(len(X), fraction, self._rng, labels)
+            validation = (X[val_rows], Ym[val_rows], None if sw is None else sw[val_rows])
+            X, Ym = X[train_rows], Ym[train_rows]
+            sw = None if sw is None else sw[train_rows]
         epochs = self.epochs if epochs is None else check_int(epochs, "epochs", minimum=1)
-        return self._trainer.run(X, Ym, sw, epochs, self._batch_rows(len(X)), validation)
+        return train(self, self._method(X, Ym, sw, batch_rows(self.batch_size, len(X)), epochs),
+                     epochs, validation)
+
+    def _method(self, X, Ym, sw, batch, epochs):
+        """The way of training this model's optimizer asks for (see :mod:`mlpcore._training`)."""
+        if self.optimizer.stochastic:
+            return CompiledEpochs(self, X, Ym, sw, batch,
+                                  self._workspace_for(min(batch, _engine.CHUNK_ROWS)))
+        return LBFGSIterations(self, X, Ym, sw, epochs,
+                               self._workspace_for(min(len(X), _engine.CHUNK_ROWS)))
 
     def fit(self, X, Y, *, sample_weight=None, validation_data=None, epochs=None):
         """Train from freshly initialised parameters (see :func:`mlpcore.fit`).
@@ -268,14 +271,9 @@ class MLP:
             raise ValueError(f"classes={classes!r} differ from the classes of the first call "
                              f"{self.targets.classes.tolist()}")
         X, Ym, sw = self._training_arrays(X, Y, sample_weight)
-        n = len(X)
-        if self.batch_size is None:
-            batch = n
-        elif isinstance(self.batch_size, str):
-            batch = min(DEFAULT_BATCH_SIZE, n)
-        else:  # a chunk smaller than a batch is one batch
-            batch = min(self.batch_size, n)
-        self.training_result = self._trainer.run(X, Ym, sw, 1, batch, None, incremental=True)
+        batch = batch_rows(self.batch_size, len(X), chunk=True)
+        self.training_result = train(self, self._method(X, Ym, sw, batch, 1), 1,
+                                     incremental=True)
         return self
 
     # -- architecture and parameters ------------------------------------------------------
@@ -407,15 +405,15 @@ class MLP:
         X, Ym, sw = self._prepare(X, Y, sample_weight)
         return self.targets.score(self.forward(X), Ym, sw)
 
-    # -- persistence ---------------------------------------------------------------------------
+    # -- state: save, load, pickle, copy ---------------------------------------------------
     def get_config(self):
-        """The settings as plain values (callables are left out: they cannot be saved)."""
+        """The settings as plain JSON values (callables and ``init`` arrays are left out)."""
         return {
             "hidden": list(self.hidden), "activation": self.activation,
             "output": self._requested_output, "loss": self._requested_loss,
             "optimizer": {"name": self.optimizer.rule, "config": self.optimizer.get_config()},
             "batch_size": self.batch_size, "epochs": self.epochs, "shuffle": self.shuffle,
-            "seed": self.seed if isinstance(self.seed, (int, type(None))) else None,
+            "seed": int(self.seed) if isinstance(self.seed, numbers.Integral) else None,
             "dtype": None if self._requested_dtype is None else self._requested_dtype.name,
             "alpha": self.alpha, "schedule": None if callable(self.schedule) else self.schedule,
             "power_t": self.power_t, "tol": self.tol,
@@ -424,8 +422,130 @@ class MLP:
             "early_stopping": self.early_stopping, "validation_fraction": self.validation_fraction,
             "class_weight": (list(self.class_weight.items()) if isinstance(self.class_weight, dict)
                              else self.class_weight),
-            "verbose": self.verbose, "n_threads": self.n_threads, "monitor": self.monitor,
+            "verbose": self.verbose, "n_threads": self.n_threads,
         }
+
+    @staticmethod
+    def _settings_from_config(config):
+        """:meth:`get_config`'s values back as ``MLP(**settings)`` keywords."""
+        settings = dict(config)
+        settings.pop("monitor", None)  # written by older versions; always 'val_loss'
+        opt = settings.pop("optimizer")
+        settings["optimizer"] = OPTIMIZERS[opt["name"]](**opt["config"])
+        if isinstance(settings.get("class_weight"), list):
+            settings["class_weight"] = {k: v for k, v in settings["class_weight"]}
+        if settings.get("n_iter_no_change") is None:
+            settings["n_iter_no_change"] = math.inf
+        if settings.get("schedule") is None:
+            settings["schedule"] = "constant"
+        return settings
+
+    def _unsaveable_settings(self):
+        """Settings a model file cannot hold but a pickle or a copy keeps."""
+        extra = {"callback": self.callback, "init": self.init}
+        if callable(self.schedule):
+            extra["schedule"] = self.schedule
+        if not isinstance(self.seed, (numbers.Integral, type(None))):
+            extra["seed"] = self.seed
+        return extra
+
+    def get_state(self):
+        """The complete state of the model: ``(meta, arrays)``.
+
+        ``meta`` holds JSON-able values: ``config`` (the settings, :meth:`get_config`) and,
+        once built, ``sizes``, ``output``, ``loss``, ``dtype``, ``targets``,
+        ``optimizer_t``, ``schedule_state``, ``rng_state`` and the entries of
+        ``_PLAIN_STATE`` (``history``, ``samples_seen``). ``arrays`` holds ``theta`` (the
+        parameter vector), ``classes`` (classification) and ``optimizer_state_<i>``. The
+        arrays are the model's own (not copies). :meth:`from_state` is the inverse.
+        """
+        meta = {"config": self.get_config()}
+        if self._network is None:
+            return meta, {}
+        t, optimizer_state = self.optimizer.get_state()
+        meta.update({
+            "sizes": list(self.sizes), "output": self.output, "loss": self.loss_name,
+            "dtype": self.dtype.name, "targets": self.targets.to_dict(), "optimizer_t": t,
+            "schedule_state": self._schedule.get_state(),
+            "rng_state": self._rng.bit_generator.state,
+            **{name: getattr(self, name) for name in _PLAIN_STATE},
+        })
+        arrays = {"theta": self._theta}
+        if self.targets.classes is not None:
+            arrays["classes"] = np.asarray(self.targets.classes)
+        arrays.update({f"optimizer_state_{i}": a for i, a in enumerate(optimizer_state)})
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta, arrays, settings=None):
+        """Rebuild a model from :meth:`get_state`'s ``(meta, arrays)``; arrays are copied.
+
+        Everything is checked before use (a model file is untrusted): the parameter vector
+        must have the length the layer sizes imply (checked before anything is sized by
+        them), the model's dtype and finite values; classes must be sorted and unique and
+        fit the output width; the optimizer state must match the parameters.
+
+        Parameters
+        ----------
+        meta : dict
+        arrays : dict of str to ndarray
+        settings : dict, optional
+            Settings overriding ``meta["config"]`` (a pickle's callback, say).
+
+        Raises
+        ------
+        ValueError, TypeError, KeyError
+            Inconsistent or malformed state.
+        """
+        model = cls(**{**cls._settings_from_config(meta["config"]), **(settings or {})})
+        if not arrays:  # an untrained model: its settings are all there is
+            return model
+        # Sizes and the parameter vector first: nothing below may be sized by unchecked claims.
+        sizes = meta["sizes"]
+        if (not isinstance(sizes, list) or len(sizes) < 2
+                or not all(_is_int(s) and s >= 1 for s in sizes)):
+            raise ValueError(f"sizes must be a list of at least two positive integers, got "
+                             f"{sizes!r}")
+        n_params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+        theta = arrays["theta"]
+        if theta.shape != (n_params,):
+            raise ValueError(f"theta has shape {theta.shape}, but layer sizes {sizes} need "
+                             f"({n_params},)")
+        if meta["dtype"] not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {meta['dtype']!r}")
+        dtype = np.dtype(meta["dtype"])
+        if theta.dtype != dtype:
+            raise ValueError(f"theta has dtype {theta.dtype}, the model {dtype}")
+        if not np.isfinite(theta).all():
+            raise ValueError("parameters contain NaN or infinity")
+        if tuple(sizes[1:-1]) != model.hidden:
+            raise ValueError("layer sizes do not match the settings")
+        targets = Targets.from_dict(meta["targets"], arrays.get("classes"))
+        if targets.n_outputs != sizes[-1]:
+            raise ValueError("output width does not match the targets")
+        output, loss = meta["output"], meta["loss"]
+        if output not in OUTPUT_ACTIVATIONS or loss not in LOSSES:
+            raise ValueError(f"unknown output {output!r} or loss {loss!r}")
+        check_output_loss(output, loss)
+
+        model._assemble(sizes[0], dtype, targets, output, loss)
+        model._theta[:] = theta
+        n_state = model.optimizer.n_state
+        model.optimizer.set_state(meta["optimizer_t"],
+                                  [arrays[f"optimizer_state_{i}"] for i in range(n_state)],
+                                  model.n_params, dtype)
+        model._schedule.set_state(meta["schedule_state"])
+        if not (math.isfinite(model._schedule.current) and model._schedule.current > 0):
+            raise ValueError(f"schedule state {meta['schedule_state']!r} is not a positive rate")
+        model._rng.bit_generator.state = meta["rng_state"]
+        for name, check in _PLAIN_STATE.items():
+            setattr(model, name, check(meta.get(name)))
+        return model
+
+    def __reduce__(self):
+        # Pickle and copy.deepcopy go through the state pair, callables and init included.
+        meta, arrays = self.get_state()
+        return _from_pickled_state, (type(self), meta, arrays, self._unsaveable_settings())
 
     def save(self, path):
         """Write the model to ``path`` (an .npz archive; see :func:`mlpcore.load`).
@@ -433,7 +553,64 @@ class MLP:
         The write is atomic: the file is written beside the target and renamed over it, so
         a crash mid-save leaves any previous file intact.
         """
-        from mlpcore._persistence import save_model
-
         self._require_built()
-        save_model(self, path)
+        _persistence.save_state(*self.get_state(), path)
+
+    @classmethod
+    def load(cls, path):
+        """A model from a file written by :meth:`save` (see :func:`mlpcore.load`)."""
+        return _persistence.load_state(path, cls.from_state)
+
+
+def load(path):
+    """Load a model written by :meth:`MLP.save`.
+
+    Nothing in the file is ever unpickled or executed; every part is checked (see
+    :mod:`mlpcore._persistence` and :meth:`MLP.from_state`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    MLP
+        A model giving the same predictions as the one saved, ready to train on.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        The file is not an mlpcore model, is truncated or corrupted, or comes from a newer
+        format version than this mlpcore reads; the message names the file.
+    """
+    return MLP.load(path)
+
+
+def _from_pickled_state(cls, meta, arrays, settings):
+    return cls.from_state(meta, arrays, settings)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _count(value):
+    if not _is_int(value) or not 0 <= value <= 2**62:
+        raise ValueError(f"a count must be an integer in [0, 2**62], got {value!r}")
+    return value
+
+
+def _history(value):
+    if not isinstance(value, dict):
+        raise TypeError(f"history must be a mapping, got {type(value).__name__}")
+    return {str(k): [float(v) for v in vals] for k, vals in value.items()}
+
+
+# Trained state kept as plain JSON values: attribute name -> the check that turns a stored
+# value back into the attribute. A new piece of such state is one entry here.
+_PLAIN_STATE = {
+    "history": _history,
+    "samples_seen": _count,
+}

@@ -17,24 +17,22 @@ full-data loss, fed by the compiled loss-and-gradient (see ``mlpcore._lbfgs``).
 
 import numpy as np
 
-from mlpcore._validation import check_positive_float
+from mlpcore._validation import check_int, check_positive_float
 
 
-class Optimizer:
-    """Base class: a named update rule with a learning rate and optional state.
+class Solver:
+    """What every way of minimising J has: a name, settings, state arrays and a step count.
 
-    Parameters
-    ----------
-    learning_rate : float
-        Base step size lr (> 0).
+    The model keeps one solver (``model.optimizer``) and saves, copies and restores it
+    through :meth:`get_config` (the settings) and :meth:`get_state`/:meth:`set_state`.
     """
 
     rule = None
     n_state = 0
     stochastic = True
+    learning_rate = None
 
-    def __init__(self, learning_rate=0.1):
-        self.learning_rate = check_positive_float(learning_rate, "learning_rate")
+    def __init__(self):
         self.state = []
         self.t = 0
 
@@ -55,6 +53,49 @@ class Optimizer:
         self.state = [np.zeros_like(s) for s in self.state]
         self.t = 0
 
+    def get_state(self):
+        """The training state: ``(t, arrays)``, the step count and the state vectors."""
+        return self.t, list(self.state)
+
+    def set_state(self, t, arrays, n_params, dtype):
+        """Restore a state from :meth:`get_state` (copied), checked against the parameters.
+
+        Raises
+        ------
+        ValueError
+            A step count that is not a non-negative integer, or state arrays of the wrong
+            number, shape or dtype.
+        """
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < 2**62:
+            raise ValueError(f"optimizer step count must be a non-negative integer, got {t!r}")
+        if len(arrays) != self.n_state or any(
+                a.shape != (n_params,) or a.dtype != dtype for a in arrays):
+            raise ValueError("optimizer state does not match the parameters")
+        self.state = [np.array(a, copy=True) for a in arrays]
+        self.t = int(t)
+
+    def get_config(self):
+        """The settings (not the state) as a dict of plain values."""
+        return {}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Optimizer(Solver):
+    """Base class of the update rules the engine runs: a learning rate and optional state.
+
+    Parameters
+    ----------
+    learning_rate : float
+        Base step size lr (> 0).
+    """
+
+    def __init__(self, learning_rate=0.1):
+        super().__init__()
+        self.learning_rate = check_positive_float(learning_rate, "learning_rate")
+
     def engine_args(self, learning_rate):
         """Keyword arguments for ``_engine.train_epoch`` at the given (scheduled) rate."""
         state = self.state + [None] * (2 - len(self.state))
@@ -68,12 +109,7 @@ class Optimizer:
         """Advance the step count by the updates an epoch applied."""
         self.t += int(n_updates)
 
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
     def get_config(self):
-        """The settings (not the state) as a dict of plain values."""
         return {"learning_rate": self.learning_rate}
 
 
@@ -146,7 +182,7 @@ class Adam(Optimizer):
         return {"learning_rate": self.learning_rate, **self._constants()}
 
 
-class LBFGS(Optimizer):
+class LBFGS(Solver):
     """Limited-memory BFGS on the full-data loss (scipy.optimize's L-BFGS-B).
 
     For small data sets: every iteration evaluates the loss and gradient over all samples
@@ -154,6 +190,10 @@ class LBFGS(Optimizer):
     as one epoch in ``history``; training stops at ``epochs`` iterations, after ``max_fun``
     loss evaluations, or when the largest gradient component falls below ``tol`` (scipy's
     ``gtol``; 1e-5 when ``tol`` is None).
+
+    It is not an update rule the engine runs, so it is a :class:`Solver` but not an
+    :class:`Optimizer`: it has no learning rate and no state arrays; ``t`` counts its
+    iterations.
 
     Parameters
     ----------
@@ -170,17 +210,10 @@ class LBFGS(Optimizer):
     stochastic = False
 
     def __init__(self, max_fun=15000, history_size=10, ftol=2.220446049250313e-09):
-        from mlpcore._validation import check_int
-
-        self.learning_rate = None
+        super().__init__()
         self.max_fun = check_int(max_fun, "max_fun", minimum=1)
         self.history_size = check_int(history_size, "history_size", minimum=1)
         self.ftol = check_positive_float(ftol, "ftol", allow_zero=True)
-        self.state = []
-        self.t = 0
-
-    def engine_args(self, learning_rate):
-        raise TypeError("L-BFGS does not run through the epoch loop")
 
     def get_config(self):
         return {"max_fun": self.max_fun, "history_size": self.history_size, "ftol": self.ftol}
@@ -190,18 +223,24 @@ OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adam": Ad
               "lbfgs": LBFGS}
 
 
+def default_learning_rate(name):
+    """The base rate a named optimizer uses when none is given (None for 'lbfgs')."""
+    return make_optimizer(name).learning_rate
+
+
 def make_optimizer(optimizer, learning_rate=None):
     """A fresh Optimizer from a name or from an Optimizer instance (whose settings are copied).
 
     Parameters
     ----------
-    optimizer : str or Optimizer
+    optimizer : str or Solver
+        A name in ``OPTIMIZERS`` or an object such as ``Adam(learning_rate=0.01)``.
     learning_rate : float, optional
         Base rate for a named optimizer (default: the optimizer's own, 0.1 for the SGD
         family, 0.001 for Adam). Passing it with an Optimizer instance is an error: the
         instance carries its own.
     """
-    if isinstance(optimizer, Optimizer):
+    if isinstance(optimizer, Solver):
         if learning_rate is not None:
             raise ValueError("learning_rate is set on the optimizer object; do not pass both")
         return type(optimizer)(**optimizer.get_config())
@@ -213,6 +252,4 @@ def make_optimizer(optimizer, learning_rate=None):
     cls = OPTIMIZERS[name]
     if cls is LBFGS and learning_rate is not None:
         raise ValueError("optimizer='lbfgs' takes no learning_rate")
-    if learning_rate is None:
-        return cls()
-    return cls(learning_rate=learning_rate)
+    return cls() if learning_rate is None else cls(learning_rate=learning_rate)

@@ -242,5 +242,39 @@ class Targets:
         return float(np.mean(r2))
 
     def to_dict(self):
+        """The encoding as JSON values (the classes travel separately, as an array)."""
         return {"task": self.task, "n_outputs": self.n_outputs, "one_hot": self.one_hot,
                 "single_sigmoid": self.single_sigmoid, "ndim": self.ndim}
+
+    @classmethod
+    def from_dict(cls, d, classes):
+        """The inverse of :meth:`to_dict`, checked (it may come from an untrusted file).
+
+        Raises
+        ------
+        ValueError
+            An unknown task, malformed fields, or classes that are not at least two sorted
+            unique labels matching the output width.
+        """
+        task = d["task"]
+        if task == "classification":
+            if classes is None or classes.ndim != 1 or classes.dtype.kind not in "biuUS":
+                raise ValueError("classification model without valid classes")
+            if len(classes) < 2 or not (classes[1:] > classes[:-1]).all():
+                raise ValueError("classes must be at least two sorted, unique labels")
+            classes = np.array(classes, copy=True)
+        elif task == "regression":
+            classes = None
+        else:
+            raise ValueError(f"unknown task {task!r}")
+        n_outputs, ndim = d["n_outputs"], d["ndim"]
+        flags = (d["one_hot"], d["single_sigmoid"])
+        if not (isinstance(n_outputs, int) and not isinstance(n_outputs, bool) and n_outputs >= 1
+                and ndim in (1, 2) and type(ndim) is int
+                and all(isinstance(f, bool) for f in flags)):
+            raise ValueError(f"malformed targets {d!r}")
+        targets = cls(task, classes, n_outputs, one_hot=flags[0], single_sigmoid=flags[1],
+                      ndim=ndim)
+        if classes is not None and len(classes) != (2 if targets.single_sigmoid else n_outputs):
+            raise ValueError("number of classes does not match the output width")
+        return targets

@@ -182,7 +182,7 @@ def test_float32_trains_in_float32_and_matches_float64(rng):
     m32 = mlpcore.fit(X.astype(np.float32), Y, **kw)
     assert m32.dtype == np.float32 and m64.dtype == np.float64
     assert all(w.dtype == np.float32 for w in m32.weights + m32.biases)
-    assert m32._trainer._workspace.dtype == np.float32
+    assert m32._workspace.dtype == np.float32
     assert m32.forward(X).dtype == np.float32
     for a, b in zip(m32.weights + m32.biases, m64.weights + m64.biases):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
@@ -249,7 +249,7 @@ def test_blocked_per_sample_sgd_matches_reference(rng, hidden, alpha, weighted):
     model = mlpcore.fit(X, Y, hidden=hidden, activation="tanh", batch_size=1, epochs=2,
                         learning_rate=0.05, alpha=alpha, seed=11, sample_weight=sw,
                         init=init_of(Ws, bs))
-    assert model._trainer._workspace.gram_block > 0
+    assert model._workspace.gram_block > 0
     order_rng = np.random.default_rng(11)
     Wr, br = Ws, bs
     losses = []

@@ -46,7 +46,7 @@ from sklearn.utils.validation import validate_data
 from mlpcore import _engine
 from mlpcore._base import HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS
 from mlpcore._threads import blas_threads
-from mlpcore._training import TrainingDivergedWarning
+from mlpcore._results import TrainingDivergedWarning
 
 # scikit-learn's names for the activations and output functions, in mlpcore's terms.
 _HIDDEN = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
