@@ -7,7 +7,6 @@ Every run uses few epochs except the digits accuracy test, so the file stays wel
 import csv
 import gzip
 import importlib.util
-import inspect
 import io
 import os
 import re
@@ -343,37 +342,30 @@ def test_version(tmp_path):
 
 
 # -- the fit keywords that are landing on main ------------------------------------------------
-def test_works_with_a_fit_that_lacks_the_new_keywords(blobs_csv, tmp_path, monkeypatch, cli):
-    """Before fit had callback/validation_data/early_stopping: losses printed after training,
-    the validation score computed at the end, and a usage error for --early-stopping."""
-    real_fit = mlpcore.fit
+def test_choices_and_defaults_come_from_the_library():
+    """The command line reads its lists and defaults from the library's registries."""
+    import argparse
 
-    def old_fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
-                batch_size="auto", epochs=100, learning_rate=0.1, shuffle=True, seed=None,
-                dtype=None, init=None, optimizer="sgd", alpha=0.0, sample_weight=None,
-                n_threads=None):
-        return real_fit(X, Y, hidden, activation=activation, output=output, loss=loss,
-                        batch_size=batch_size, epochs=epochs, learning_rate=learning_rate,
-                        shuffle=shuffle, seed=seed, dtype=dtype, init=init,
-                        optimizer=optimizer, alpha=alpha, sample_weight=sample_weight,
-                        n_threads=n_threads)
+    from mlpcore._base import HIDDEN_ACTIVATIONS
+    from mlpcore._cli._arguments import add_fit_options
+    from mlpcore._cli._fitting import resolve_learning_rate
+    from mlpcore._cli._train import TRAIN_DEFAULTS
+    from mlpcore._optimizers import OPTIMIZERS, default_learning_rate
 
-    monkeypatch.setattr(mlpcore, "fit", old_fit)
-    proc = cli("train", blobs_csv, "--target", "species", "--epochs", "3", "--hidden", "4",
-               "--validation-split", "0.2", "--progress", "--output", tmp_path / "m.npz")
-    assert proc.returncode == 0, proc.stderr
-    assert "(per-epoch losses from model.history, printed after training)" in proc.stdout
-    assert re.search(r"^epoch 3/3  loss [0-9.]+$", proc.stdout, re.M), proc.stdout
-    assert "validation accuracy" in proc.stdout
-    proc = cli("train", blobs_csv, "--target", "species", "--early-stopping")
-    assert_one_line_error(proc, 2, "--early-stopping needs mlpcore.fit(early_stopping=...)")
+    parser = argparse.ArgumentParser()
+    add_fit_options(parser, TRAIN_DEFAULTS)
+    actions = {a.dest: a for a in parser._actions}
+    assert list(actions["activation"].choices) == list(HIDDEN_ACTIVATIONS)
+    assert list(actions["optimizer"].choices) == list(OPTIMIZERS)
+    assert "0.1, or 0.001 for adam; not used by lbfgs" in actions["learning_rate"].help
+    for name in OPTIMIZERS:
+        opts = argparse.Namespace(optimizer=name, learning_rate=None)
+        resolve_learning_rate(opts)
+        assert opts.learning_rate == default_learning_rate(name)
+        assert opts.learning_rate == getattr(mlpcore.MLP(optimizer=name).optimizer,
+                                             "learning_rate")
 
 
-FIT_PARAMETERS = inspect.signature(mlpcore.fit).parameters
-
-
-@pytest.mark.skipif(not {"callback", "validation_data", "early_stopping"} <= set(FIT_PARAMETERS),
-                    reason="fit has no callback/validation_data/early_stopping yet")
 def test_live_progress_validation_and_early_stopping(cli, blobs_csv, tmp_path):
     proc = cli("train", blobs_csv, "--target", "species", "--hidden", "8", "--epochs", "400",
                "--optimizer", "adam", "--learning-rate", "0.01", "--validation-split", "0.2",
@@ -383,37 +375,7 @@ def test_live_progress_validation_and_early_stopping(cli, blobs_csv, tmp_path):
     assert re.search(r"^epoch +1/400  loss [0-9.]+  val loss [0-9.]+  val acc [0-9.]+ +[0-9.]+ s$",
                      proc.stdout, re.M), proc.stdout
     assert re.search(r"stopped early after \d+ of 400 epochs", proc.stdout)
-
-
-def test_live_progress_and_validation_when_fit_has_callback(blobs_csv, tmp_path, monkeypatch,
-                                                              capsys):
-    """With fit(callback=, validation_data=) the epochs print live, with the validation score."""
-    real_fit = mlpcore.fit
-    seen = {}
-
-    def fit(X, Y, hidden=(100,), *, callback=None, validation_data=None, verbose=False, **kw):
-        # Stand-in for the coming keywords: train, then replay the epochs to the callback.
-        seen["validation_data"] = validation_data
-        model = real_fit(X, Y, hidden, **kw)
-        Xv, yv = validation_data
-        for epoch, loss in enumerate(model.history["loss"]):
-            logs = {"loss": loss, "val_loss": model.loss(Xv, yv),
-                    "val_score": model.score(Xv, yv), "lr": kw["learning_rate"],
-                    "time": 0.01 * (epoch + 1)}
-            if callback(epoch, model, logs) is False:
-                break
-        return model
-
-    monkeypatch.setattr(mlpcore, "fit", fit)
-    status = _cli.main(["train", str(blobs_csv), "--target", "species", "--epochs", "3",
-                        "--hidden", "4", "--validation-split", "0.2", "--progress",
-                        "--output", str(tmp_path / "m.npz")])
-    out = capsys.readouterr().out
-    assert status == 0
-    assert seen["validation_data"][0].shape == (18, 3)
-    assert re.search(r"^epoch 3/3  loss [0-9.]+  val loss [0-9.]+  val acc [0-9.]+ +0\.03 s$",
-                     out, re.M), out
-    assert "printed after training" not in out
+    assert "printed after training" not in proc.stdout
 
 
 def test_checkpointed_training_is_the_same_as_one_run():

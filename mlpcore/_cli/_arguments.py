@@ -4,11 +4,9 @@ import argparse
 import math
 import textwrap
 
+from mlpcore._base import DEFAULT_BATCH_SIZE, HIDDEN_ACTIVATIONS
 from mlpcore._cli._errors import EXIT_USAGE, PROG
-
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "lbfgs")
-SCHEDULES = ("constant", "invscaling", "adaptive")
+from mlpcore._optimizers import OPTIMIZERS, default_learning_rate
 
 
 class Parser(argparse.ArgumentParser):
@@ -133,6 +131,16 @@ def add_output_options(parser):
                         help="per-epoch progress lines even when stdout is not a terminal")
 
 
+def _default_rates():
+    """'0.1, or 0.001 for adam; not used by lbfgs)': the optimizers' own defaults."""
+    rates = {name: default_learning_rate(name) for name in OPTIMIZERS}
+    common = rates["sgd"]
+    others = [f"{r:g} for {n}" for n, r in rates.items() if r is not None and r != common]
+    unused = [n for n, r in rates.items() if r is None]
+    return (f"{common:g}" + "".join(f", or {o}" for o in others)
+            + (f"; not used by {', '.join(unused)})" if unused else ")"))
+
+
 def add_fit_options(parser, defaults):
     """The options that become :func:`mlpcore.fit` keywords, with a command's defaults.
 
@@ -151,21 +159,21 @@ def add_fit_options(parser, defaults):
     g.add_argument("--hidden", type=hidden_sizes, default=defaults["hidden"], metavar="SIZES",
                    help="hidden layer widths, comma-separated, e.g. 128,64; 'none' for no "
                         f"hidden layer (default {show_hidden(defaults['hidden'])})")
-    g.add_argument("--activation", choices=ACTIVATIONS, default=defaults["activation"],
+    g.add_argument("--activation", choices=list(HIDDEN_ACTIVATIONS), default=defaults["activation"],
                    help=f"hidden units' activation (default {defaults['activation']})")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults["optimizer"],
+    g.add_argument("--optimizer", choices=list(OPTIMIZERS), default=defaults["optimizer"],
                    help=f"update rule (default {defaults['optimizer']})")
     g.add_argument("--batch-size", type=batch_size, default=defaults["batch_size"],
                    metavar="N|full|auto",
                    help="samples per update: 1 is SGD, 'full' gradient descent on all samples, "
-                        f"'auto' min(32, N) (default {show_batch(defaults['batch_size'])})")
+                        f"'auto' min({DEFAULT_BATCH_SIZE}, N) "
+                        f"(default {show_batch(defaults['batch_size'])})")
     g.add_argument("--epochs", type=positive_int, default=defaults["epochs"], metavar="N",
                    help=f"passes over the training data (default {defaults['epochs']})")
     g.add_argument("--learning-rate", "--lr", type=positive_float,
                    default=defaults["learning_rate"], metavar="RATE",
                    help="step size (default " + (
-                       "0.1, or 0.001 for adam; not used by lbfgs)"
-                       if defaults["learning_rate"] is None else
+                       _default_rates() if defaults["learning_rate"] is None else
                        f"{defaults['learning_rate']:g})"))
     g.add_argument("--alpha", type=nonnegative_float, default=defaults["alpha"], metavar="A",
                    help=f"L2 penalty on the weights (default {defaults['alpha']:g})")

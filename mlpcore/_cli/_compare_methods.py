@@ -14,7 +14,6 @@ import mlpcore
 from mlpcore._cli._arguments import (Formatter, add_output_options, hidden_sizes, paragraphs,
                                      positive_float, positive_int, show_hidden)
 from mlpcore._cli._errors import CLIError, cannot_write
-from mlpcore._cli._fitting import fit_parameters
 from mlpcore._cli._output import out, show_progress
 
 COMPARE_DEFAULTS = dict(hidden=(30,), epochs=100, learning_rate=3.0, batch_size=32,
@@ -153,18 +152,18 @@ def checkpointed_costs(X, Y, init, batch, J0, opts):
 def timed_run(X, Y, init, batch, opts):
     """Seconds at the end of each epoch of one uninterrupted fit: (epochs + 1,) from 0.
 
-    Uses the per-epoch ``logs["time"]`` of ``fit(callback=...)`` when fit has it; otherwise
-    the total time spread evenly over the epochs (every epoch does the same work).
+    The per-epoch ``logs["time"]`` of ``fit(callback=...)``; if the fit stopped early
+    (divergence), the total time spread evenly over the epochs instead (every epoch does
+    the same work).
     """
     times = [0.0]
-    extra = {}
-    if "callback" in fit_parameters():
-        def record(epoch, model, logs):
-            times.append(float(logs["time"]))
-        extra["callback"] = record
+
+    def record(epoch, model, logs):
+        times.append(float(logs["time"]))
+
     start = time.perf_counter()
     plain_fit(X, Y, init, batch, opts, epochs=opts.epochs, shuffle=batch is not None,
-              seed=opts.seed + 1, **extra)
+              seed=opts.seed + 1, callback=record)
     total = time.perf_counter() - start
     if len(times) != opts.epochs + 1:
         times = list(np.linspace(0.0, total, opts.epochs + 1))

@@ -1,32 +1,24 @@
 """Training from the command-line options: the :func:`mlpcore.fit` call of digits and train.
 
-The fit keywords ``callback``, ``validation_data``, ``early_stopping``, ``n_iter_no_change``,
-``tol``, ``schedule`` and ``class_weight`` are used when :func:`mlpcore.fit` has them
-(checked with ``inspect.signature`` at run time); without ``callback`` the per-epoch losses
-are printed from ``model.history`` after training instead of live.
+The choices and defaults come from the library itself (the registries in
+:mod:`mlpcore._base`, :mod:`mlpcore._optimizers` and :mod:`mlpcore._schedules`), so the
+command line and :func:`mlpcore.fit` cannot drift apart.
 """
 
-import inspect
 import time
 import warnings
 
 import numpy as np
 
 import mlpcore
+from mlpcore._base import batch_rows, choose_output_loss
 from mlpcore._cli._errors import EXIT_USAGE, CLIError, one_line
-from mlpcore._cli._output import EpochPrinter, out
-
-
-def fit_parameters():
-    """Names of the keywords the installed :func:`mlpcore.fit` accepts."""
-    try:
-        return frozenset(inspect.signature(mlpcore.fit).parameters)
-    except (TypeError, ValueError):
-        return frozenset()
+from mlpcore._cli._output import EpochPrinter
+from mlpcore._optimizers import default_learning_rate
 
 
 def resolve_learning_rate(opts):
-    """Fill in ``opts.learning_rate``: as given, else fit's defaults (0.1; 0.001 for Adam).
+    """Fill in ``opts.learning_rate``: as given, else the optimizer's default.
 
     It stays None for L-BFGS, which takes no step size.
 
@@ -35,54 +27,33 @@ def resolve_learning_rate(opts):
     CLIError
         A usage error if --learning-rate is given with --optimizer lbfgs.
     """
-    if opts.optimizer == "lbfgs":
+    default = default_learning_rate(opts.optimizer)
+    if default is None:
         if opts.learning_rate is not None:
-            raise CLIError("--learning-rate does not apply to --optimizer lbfgs", EXIT_USAGE)
+            raise CLIError(f"--learning-rate does not apply to --optimizer {opts.optimizer}",
+                           EXIT_USAGE)
         return
     if opts.learning_rate is None:
-        opts.learning_rate = 0.001 if opts.optimizer == "adam" else 0.1
+        opts.learning_rate = default
 
 
-def optional_fit_keywords(opts, params=None):
-    """The fit keywords of the flags that need a newer :func:`mlpcore.fit`.
-
-    Parameters
-    ----------
-    opts : argparse.Namespace
-    params : frozenset of str, optional
-        The keywords fit accepts (default: :func:`fit_parameters`).
-
-    Returns
-    -------
-    dict
-        Only the flags that were given.
+def stopping_keywords(opts):
+    """The fit keywords of the stopping, schedule and weighting flags that were given.
 
     Raises
     ------
     CLIError
-        A usage error for a flag fit cannot take, or --patience without --early-stopping
-        or --tol.
+        A usage error for --patience without --early-stopping or --tol.
     """
-    params = fit_parameters() if params is None else params
     early = getattr(opts, "early_stopping", False)
     tol = getattr(opts, "tol", None)
-    optional = (("--early-stopping", "early_stopping", True if early else None),
-                ("--tol", "tol", tol),
-                ("--patience", "n_iter_no_change", getattr(opts, "patience", None)),
-                ("--schedule", "schedule", getattr(opts, "schedule", None)),
-                ("--class-weight", "class_weight", getattr(opts, "class_weight", None)))
-    kwargs = {}
-    for flag, keyword, value in optional:
-        if value is None:
-            continue
-        if keyword not in params:
-            raise CLIError(f"{flag} needs mlpcore.fit({keyword}=...), which this version of "
-                           "mlpcore does not have", EXIT_USAGE)
-        if keyword == "n_iter_no_change" and not (early or tol is not None):
-            raise CLIError("--patience only applies with --early-stopping or --tol",
-                           EXIT_USAGE)
-        kwargs[keyword] = value
-    return kwargs
+    patience = getattr(opts, "patience", None)
+    if patience is not None and not (early or tol is not None):
+        raise CLIError("--patience only applies with --early-stopping or --tol", EXIT_USAGE)
+    given = {"early_stopping": True if early else None, "tol": tol,
+             "n_iter_no_change": patience, "schedule": getattr(opts, "schedule", None),
+             "class_weight": getattr(opts, "class_weight", None)}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def describe_network(sizes, task, opts, n_train, dtype):
@@ -104,8 +75,9 @@ def describe_network(sizes, task, opts, n_train, dtype):
     -------
     str
     """
-    output, loss = ("softmax", "cross_entropy") if task == "classification" else ("identity", "mse")
-    batch = opts.batch_size if opts.batch_size != "auto" else min(32, n_train)
+    output, loss = choose_output_loss(task)
+    batch = (None if opts.batch_size is None
+             else batch_rows(opts.batch_size, n_train, chunk=True))
     batch = {None: "full batch (gradient descent)", 1: "batch 1 (SGD)"}.get(
         batch, f"batches of {batch}")
     hidden = f"{opts.activation} hidden units, " if len(sizes) > 2 else ""
@@ -121,7 +93,7 @@ def describe_network(sizes, task, opts, n_train, dtype):
 
 
 def fit_with_options(X, y, opts, *, progress, validation=None):
-    """Call :func:`mlpcore.fit` with the options, using the keywords the installed one has.
+    """Call :func:`mlpcore.fit` with the options.
 
     Parameters
     ----------
@@ -131,10 +103,9 @@ def fit_with_options(X, y, opts, *, progress, validation=None):
         The fit options (see :func:`mlpcore._cli._arguments.add_fit_options`), learning
         rate resolved.
     progress : bool
-        Print a line per epoch: live through ``callback`` when fit has it, else from
-        ``model.history`` after training.
+        Print a line per epoch, live (through fit's ``callback``).
     validation : tuple (X_val, y_val), optional
-        Passed as ``validation_data`` when fit has it.
+        Passed as ``validation_data``.
 
     Returns
     -------
@@ -147,18 +118,14 @@ def fit_with_options(X, y, opts, *, progress, validation=None):
     CLIError
         If training diverged; other warnings are shown as they came.
     """
-    params = fit_parameters()
     kwargs = dict(hidden=opts.hidden, activation=opts.activation, optimizer=opts.optimizer,
                   batch_size=opts.batch_size, epochs=opts.epochs,
                   learning_rate=opts.learning_rate, alpha=opts.alpha, seed=opts.seed,
-                  dtype=opts.dtype, n_threads=opts.threads)
-    kwargs.update(optional_fit_keywords(opts, params))
-    if validation is not None and "validation_data" in params:
+                  dtype=opts.dtype, n_threads=opts.threads, **stopping_keywords(opts))
+    if validation is not None:
         kwargs["validation_data"] = validation
-    printer = EpochPrinter(opts.epochs) if progress else None
-    live = printer is not None and "callback" in params
-    if live:
-        kwargs["callback"] = printer
+    if progress:
+        kwargs["callback"] = EpochPrinter(opts.epochs)
     start = time.perf_counter()
     # Divergence becomes an error (no model is saved); the warnings are caught so that it
     # is not also printed as a warning.
@@ -172,10 +139,6 @@ def fit_with_options(X, y, opts, *, progress, validation=None):
             diverged = w.message
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    if printer is not None and not live:
-        out("(per-epoch losses from model.history, printed after training)")
-        printer.score_name = "val acc" if model.classes is not None else "val R2"
-        printer.replay(model.history)
     if diverged is not None:
         raise CLIError(f"{one_line(diverged).split(' Training stopped')[0]} No model was "
                        "saved." + ("" if getattr(opts, "scale", "none") != "none" else

@@ -70,14 +70,3 @@ class EpochPrinter:
 
         self.line(number("loss"), number("val_loss"), number("val_score"), number("time"))
         return None
-
-    def replay(self, history):
-        """Print the lines of a finished fit from ``model.history`` (for a fit without callback)."""
-        for i, loss in enumerate(history.get("loss", [])):
-            self.line(loss, _entry(history, "val_loss", i), _entry(history, "val_score", i))
-
-
-def _entry(history, key, i):
-    """``history[key][i]``, or None when the history has no such entry."""
-    values = history.get(key)
-    return values[i] if values is not None and i < len(values) else None

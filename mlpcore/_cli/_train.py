@@ -4,14 +4,15 @@ import textwrap
 
 import numpy as np
 
-from mlpcore._cli._arguments import (SCHEDULES, Formatter, add_fit_options, add_output_options,
+from mlpcore._cli._arguments import (Formatter, add_fit_options, add_output_options,
                                      fraction, nonnegative_float, paragraphs, positive_int)
 from mlpcore._cli._errors import CLIError
 from mlpcore._cli._files import load_data, save_model
-from mlpcore._cli._fitting import (describe_network, fit_with_options, optional_fit_keywords,
+from mlpcore._cli._fitting import (describe_network, fit_with_options, stopping_keywords,
                                    resolve_learning_rate)
 from mlpcore._cli._output import format_number, out, show_progress
 from mlpcore._cli._scaling import Scaling, fold_into_inputs, fold_into_outputs
+from mlpcore._schedules import SCHEDULES
 from mlpcore._splitting import validation_split
 from mlpcore._targets import Targets
 
@@ -112,7 +113,7 @@ def _validation_rows(y, targets, fraction, seed):
 def run(args):
     """``mlpcore train``: train on a file and save the model."""
     resolve_learning_rate(args)
-    optional_fit_keywords(args)  # usage errors before any data is read
+    stopping_keywords(args)  # usage errors before any data is read
     X, y, info = load_data(args.data, target=args.target, labels=args.labels,
                            require_target=True, task=args.task)
     targets = _targets_of(y, args.data)
