@@ -29,7 +29,7 @@ Losses, per sample i, averaged over the samples (weighted by w_i when given):
 the ``exp`` output, for counts.
 """
 
-from mlpcore import _engine
+import mlpcore._engine as _engine
 
 HIDDEN_ACTIVATIONS = dict(_engine.HIDDEN_ACTIVATIONS)
 OUTPUT_ACTIVATIONS = dict(_engine.OUTPUT_ACTIVATIONS)

@@ -17,7 +17,7 @@ import threading
 
 import numpy as np
 
-from mlpcore import _engine
+import mlpcore._engine as _engine
 from mlpcore._threads import blas_threads
 from mlpcore._training import Step
 

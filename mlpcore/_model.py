@@ -12,7 +12,8 @@ import numbers
 
 import numpy as np
 
-from mlpcore import _engine, _persistence
+import mlpcore._engine as _engine
+from mlpcore import _persistence
 from mlpcore._base import (
     HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS, batch_rows, check_output_loss,
     choose_output_loss, resolve_name,

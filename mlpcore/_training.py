@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from mlpcore import _engine
+import mlpcore._engine as _engine
 from mlpcore._results import (
     TrainingDivergedWarning, TrainingInterruptedWarning, TrainingResult, warn,
 )

@@ -43,7 +43,7 @@ from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOpti
 from sklearn.utils import shuffle
 from sklearn.utils.validation import validate_data
 
-from mlpcore import _engine
+import mlpcore._engine as _engine
 from mlpcore._base import HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS
 from mlpcore._threads import blas_threads
 from mlpcore._results import TrainingDivergedWarning
