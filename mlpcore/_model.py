@@ -159,8 +159,8 @@ class MLP:
         self.optimizer.init_state(self.n_params, dtype)
         self._schedule = Schedule(self.schedule, self.optimizer.learning_rate or 1.0,
                                   self.power_t)
-        self.history = {"loss": [], "lr": []}
-        self.samples_seen = 0
+        for name, (initial, _, _) in _PLAIN_STATE.items():
+            setattr(self, name, initial())
         self._workspace = None
 
     def _require_built(self):
@@ -539,8 +539,9 @@ class MLP:
         if not (math.isfinite(model._schedule.current) and model._schedule.current > 0):
             raise ValueError(f"schedule state {meta['schedule_state']!r} is not a positive rate")
         model._rng.bit_generator.state = meta["rng_state"]
-        for name, check in _PLAIN_STATE.items():
-            setattr(model, name, check(meta.get(name)))
+        for name, (initial, check, required) in _PLAIN_STATE.items():
+            if name in meta or required:
+                setattr(model, name, check(meta[name]))
         return model
 
     def __reduce__(self):
@@ -609,9 +610,11 @@ def _history(value):
     return {str(k): [float(v) for v in vals] for k, vals in value.items()}
 
 
-# Trained state kept as plain JSON values: attribute name -> the check that turns a stored
-# value back into the attribute. A new piece of such state is one entry here.
+# Trained state kept as plain JSON values, saved, pickled and copied with the model:
+# attribute -> (its value in a newly built model, the check that turns a stored value back
+# into the attribute, whether every file has it). A new piece of such state is one entry
+# here, not required: files written before it existed get the initial value.
 _PLAIN_STATE = {
-    "history": _history,
-    "samples_seen": _count,
+    "history": (lambda: {"loss": [], "lr": []}, _history, True),
+    "samples_seen": (lambda: 0, _count, True),
 }
