@@ -115,13 +115,6 @@ cdef class Network:
             for l in range(self.net.n_layers)
         ]
 
-    def weight_mask(self):
-        """Boolean vector over theta: True on weights, False on biases (L2 applies to weights)."""
-        mask = np.zeros(self.n_params, dtype=bool)
-        for w, _ in self.layer_slices():
-            mask[w] = True
-        return mask
-
     def __reduce__(self):
         return (Network, (self.sizes, self.net.hidden, self.net.output, self.net.loss))
 
