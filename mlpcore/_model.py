@@ -28,7 +28,8 @@ from mlpcore._targets import Targets
 from mlpcore._threads import blas_threads
 from mlpcore._training import CompiledEpochs, train
 from mlpcore._validation import (
-    check_hidden, check_int, check_positive_float, check_sample_weight, check_X, working_dtype,
+    check_bool, check_hidden, check_int, check_positive_float, check_sample_weight, check_X,
+    working_dtype,
 )
 
 __all__ = ["MLP", "NotFittedError", "load"]
@@ -82,9 +83,7 @@ class MLP:
             check_int(batch_size, "batch_size", minimum=1)
         self.batch_size = batch_size
         self.epochs = check_int(epochs, "epochs", minimum=1)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-        self.shuffle = bool(shuffle)
+        self.shuffle = check_bool(shuffle, "shuffle")
         if seed is not None and not isinstance(seed, (numbers.Integral, np.random.SeedSequence)):
             raise TypeError(f"seed must be an integer or None, got {seed!r}")
         self.seed = seed
@@ -99,7 +98,7 @@ class MLP:
         if n_iter_no_change != math.inf:
             check_int(n_iter_no_change, "n_iter_no_change", minimum=1)
         self.n_iter_no_change = n_iter_no_change
-        self.early_stopping = bool(early_stopping)
+        self.early_stopping = check_bool(early_stopping, "early_stopping")
         if validation_fraction is not None:
             validation_fraction = check_positive_float(validation_fraction, "validation_fraction")
             if validation_fraction >= 1:
@@ -111,7 +110,7 @@ class MLP:
             raise ValueError(
                 f"class_weight must be None, 'balanced' or a dict, got {class_weight!r}")
         self.class_weight = class_weight
-        self.verbose = bool(verbose)
+        self.verbose = check_bool(verbose, "verbose")
         if callback is not None and not callable(callback):
             raise TypeError("callback must be callable as callback(epoch, model, logs)")
         self.callback = callback
@@ -126,13 +125,17 @@ class MLP:
         Decides the dtype, the task (classification or regression) and the layer widths
         from the data, and draws the initial parameters (``init``, else Glorot-uniform from
         ``seed``). :meth:`fit` calls it; call it directly to inspect a network before
-        training, e.g. its ``loss`` and ``gradients`` at given ``init`` weights.
+        training, e.g. ``MLP(init=...).build(X, y).gradients(X, y)``.
 
         Returns
         -------
-        X : ndarray
-            X checked and converted to the working dtype.
+        self
         """
+        self._build(X, Y, classes)
+        return self
+
+    def _build(self, X, Y, classes=None):
+        """:meth:`build`, returning X checked and converted to the working dtype."""
         dtype = working_dtype(X, self._requested_dtype)
         X = check_X(X, dtype)
         targets = Targets.from_y(Y, self._requested_output, classes=classes)
@@ -162,6 +165,14 @@ class MLP:
         for name, (initial, _, _) in _PLAIN_STATE.items():
             setattr(self, name, initial())
         self._workspace = None
+
+    def __getattr__(self, name):
+        # Called for attributes not set, and when a property raised AttributeError (as
+        # NotFittedError is): what a built model has is refused clearly.
+        if name in _BUILT_ATTRIBUTES or hasattr(type(self), name):
+            raise NotFittedError(f"{name} is not available: this model has not been trained "
+                                 "yet; call fit() first")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _require_built(self):
         if self._network is None:
@@ -237,7 +248,7 @@ class MLP:
         -------
         self
         """
-        X = self.build(X, Y)
+        X = self._build(X, Y)
         self.training_result = self._train(X, Y, sample_weight, validation_data, epochs)
         return self
 
@@ -266,7 +277,7 @@ class MLP:
         if self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
         if self._network is None:
-            X = self.build(X, Y, classes=classes)
+            X = self._build(X, Y, classes=classes)
         elif classes is not None and self.targets.classes is not None and not np.array_equal(
                 np.unique(np.asarray(classes)), self.targets.classes):
             raise ValueError(f"classes={classes!r} differ from the classes of the first call "
@@ -539,7 +550,7 @@ class MLP:
         if not (math.isfinite(model._schedule.current) and model._schedule.current > 0):
             raise ValueError(f"schedule state {meta['schedule_state']!r} is not a positive rate")
         model._rng.bit_generator.state = meta["rng_state"]
-        for name, (initial, check, required) in _PLAIN_STATE.items():
+        for name, (_, check, required) in _PLAIN_STATE.items():
             if name in meta or required:
                 setattr(model, name, check(meta[name]))
         return model
@@ -618,3 +629,7 @@ _PLAIN_STATE = {
     "history": (lambda: {"loss": [], "lr": []}, _history, True),
     "samples_seen": (lambda: 0, _count, True),
 }
+
+# What only a built (trained) model has: asking an untrained one raises NotFittedError.
+_BUILT_ATTRIBUTES = frozenset({"dtype", "targets", "output", "loss_name", "training_result",
+                               *_PLAIN_STATE})

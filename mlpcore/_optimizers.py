@@ -15,9 +15,21 @@ either library from the same weights gives the same result:
 full-data loss, fed by the compiled loss-and-gradient (see ``mlpcore._lbfgs``).
 """
 
+import numbers
+
 import numpy as np
 
 from mlpcore._validation import check_int, check_positive_float
+
+
+def _unit_interval(value, name):
+    """``value`` as a float in [0, 1); strings, bools and other types are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in [0, 1), got {value!r}")
+    value = float(value)
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return value
 
 
 class Solver:
@@ -134,7 +146,7 @@ class Momentum(Optimizer):
 
     def __init__(self, learning_rate=0.1, momentum=0.9):
         super().__init__(learning_rate)
-        momentum = float(momentum)
+        momentum = _unit_interval(momentum, "momentum")
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.momentum = momentum
@@ -169,10 +181,8 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8):
         super().__init__(learning_rate)
-        for name, value in (("beta1", beta1), ("beta2", beta2)):
-            if not 0 <= float(value) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {value}")
-        self.beta1, self.beta2 = float(beta1), float(beta2)
+        self.beta1 = _unit_interval(beta1, "beta1")
+        self.beta2 = _unit_interval(beta2, "beta2")
         self.epsilon = check_positive_float(epsilon, "epsilon")
 
     def _constants(self):

@@ -13,6 +13,7 @@ Following scikit-learn's MLP (``learning_rate=`` there):
 """
 
 import math
+import numbers
 
 SCHEDULES = ("constant", "invscaling", "adaptive")
 
@@ -43,7 +44,8 @@ class Schedule:
         """The learning rate for epoch number ``epoch`` (0-based, over the model's life)."""
         if callable(self.kind):
             lr = self.kind(epoch)
-            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (
+            # Any real number: Python's or NumPy's (np.float32(0.01), np.int64(1)), not bool.
+            if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (
                     math.isfinite(lr) and lr > 0):
                 raise ValueError(f"schedule({epoch}) returned {lr!r}; it must return a "
                                  "positive finite learning rate")

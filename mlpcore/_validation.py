@@ -111,6 +111,9 @@ def check_sample_weight(sample_weight, n_samples, dtype):
     if sample_weight is None:
         return None
     sw = _as_numeric_array(sample_weight, "sample_weight")
+    if sw.dtype.kind == "b":
+        raise TypeError("sample_weight must hold numbers (one weight per sample), got "
+                        f"booleans: {sample_weight!r}"[:200])
     if sw.ndim == 0:
         sw = np.full(n_samples, sw.item())
     if sw.ndim != 1 or sw.shape[0] != n_samples:
@@ -147,11 +150,22 @@ def check_positive_float(value, name, allow_zero=False):
 
 
 def check_hidden(hidden):
-    """Return the hidden layer widths as a tuple of positive ints (an int means one layer)."""
+    """Return the hidden layer widths as a tuple of positive ints (an int means one layer).
+
+    A sequence (tuple, list, 1-D integer array) of widths, or one integer; strings, bytes,
+    mappings and sets are refused (their items are not an ordered list of widths).
+    """
     if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
         hidden = (hidden,)
-    try:
-        hidden = tuple(hidden)
-    except TypeError:
-        raise TypeError(f"hidden must be a sequence of layer widths, got {hidden!r}") from None
+    if isinstance(hidden, (str, bytes, bytearray, dict, set, frozenset)) or not hasattr(
+            hidden, "__iter__"):
+        raise TypeError(f"hidden must be a sequence of layer widths like (128, 64) or one "
+                        f"integer (each hidden layer width must be an integer), got {hidden!r}")
     return tuple(check_int(h, "hidden layer width", minimum=1) for h in hidden)
+
+
+def check_bool(value, name):
+    """Return ``value`` as a bool; only True/False (and NumPy booleans) are accepted."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
