@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, settings
 # sys.path by itself.
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
-# Property tests (tests/test_properties.py): "ci", the default, is small and derandomized so
-# every run tries the same examples in a few seconds; HYPOTHESIS_PROFILE=thorough explores.
+# Property tests (hypothesis, each in the file of its subject): "ci", the default, is small
+# and derandomized so every run tries the same examples in a few seconds;
+# HYPOTHESIS_PROFILE=thorough explores.
 settings.register_profile("ci", max_examples=50, derandomize=True, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=500, deadline=None,

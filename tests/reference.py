@@ -9,6 +9,11 @@ Written for clarity, not speed: every line is one formula.
   delta_l = (delta_{l+1} W_{l+1}^T) * g'(Z_l)
   dW_l = A_{l-1}^T delta_l / sum w,  db_l = sum_rows(delta_l) / sum w
   W <- W - lr dW
+
+The update rules (:func:`update`, :func:`optimizer_epochs`) are scikit-learn's
+(sklearn/neural_network/_stochastic_optimizers.py): momentum v <- mu v - lr g, W <- W + v
+(Nesterov: W <- W + mu v - lr g); Adam with its bias correction folded into the step,
+lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t), W <- W - lr_t m / (sqrt(s) + eps).
 """
 
 import numpy as np
@@ -122,4 +127,51 @@ def train_epoch(Ws, bs, X, Y, hidden, output, loss_name, batch_size, lr, order=N
             bs[l] -= lr * dbs[l]
     if return_loss:
         return Ws, bs, total / weight
+    return Ws, bs
+
+
+def new_state(params):
+    """The update rules' state for these parameters: step count, velocities, Adam moments."""
+    return {"t": 0, "v": [np.zeros_like(p) for p in params],
+            "m": [np.zeros_like(p) for p in params], "s": [np.zeros_like(p) for p in params]}
+
+
+def update(rule, params, grads, state, lr, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8):
+    """One step of ``rule`` on ``params`` (arrays changed in place) with gradients ``grads``."""
+    v, m, s = state["v"], state["m"], state["s"]
+    if rule == "sgd":
+        for p, g in zip(params, grads):
+            p -= lr * g
+    elif rule in ("momentum", "nesterov"):
+        for i, (p, g) in enumerate(zip(params, grads)):
+            v[i] = momentum * v[i] - lr * g
+            p += (momentum * v[i] - lr * g) if rule == "nesterov" else v[i]
+    elif rule == "adam":
+        state["t"] += 1
+        t = state["t"]
+        lr_t = lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+        for i, (p, g) in enumerate(zip(params, grads)):
+            m[i] = beta1 * m[i] + (1 - beta1) * g
+            s[i] = beta2 * s[i] + (1 - beta2) * g ** 2
+            p -= lr_t * m[i] / (np.sqrt(s[i]) + eps)
+    else:
+        raise ValueError(rule)
+
+
+def optimizer_epochs(rule, Ws, bs, X, Y, hidden, output, loss_name, batch_size, lr, epochs=1,
+                     alpha=0.0, **settings):
+    """``epochs`` epochs of ``rule`` over the rows in order (no shuffling); new (Ws, bs).
+
+    ``settings``: ``momentum``, ``beta1``, ``beta2``, ``eps`` of :func:`update`.
+    """
+    Ws = [W.copy() for W in Ws]
+    bs = [b.copy() for b in bs]
+    params = Ws + bs
+    state = new_state(params)
+    for _ in range(epochs):
+        for start in range(0, len(X), batch_size):
+            rows = slice(start, start + batch_size)
+            dWs, dbs = gradients(Ws, bs, X[rows], Y[rows], hidden, output, loss_name,
+                                 alpha=alpha)
+            update(rule, params, dWs + dbs, state, lr, **settings)
     return Ws, bs

@@ -1,31 +1,22 @@
-"""The engine's maths against the NumPy reference and against finite differences."""
+"""The engine's maths against the NumPy reference (tests/reference.py) and against finite
+differences: forward pass, loss and backpropagation for every hidden activation, output and
+loss, the epochs they drive, and their numerical range."""
 
 import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import mlpcore
 import reference as ref
+from _helpers import HIDDEN, flat, make_problem, problems
+from _helpers import classification_data as data
 from mlpcore import _engine
 
-HIDDEN = ["sigmoid", "tanh", "relu", "identity"]
 OUTPUT_LOSS = [("softmax", "cross_entropy"), ("sigmoid", "cross_entropy"),
                ("softmax", "mse"), ("sigmoid", "mse"), ("identity", "mse")]
-
-
-def make_problem(rng, n=7, d=4, hidden=(5, 3), k=3, output="softmax"):
-    X = rng.normal(size=(n, d))
-    if output == "softmax":
-        Y = np.eye(k)[rng.integers(0, k, n)]
-    elif output == "sigmoid":
-        Y = (rng.random((n, k)) < 0.5).astype(float)
-    else:
-        Y = rng.normal(size=(n, k))
-    sizes = (d, *hidden, k)
-    Ws = [rng.normal(scale=0.7, size=(a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
-    bs = [rng.normal(scale=0.3, size=b) for b in sizes[1:]]
-    return X, Y, Ws, bs
 
 
 def fitted_model(X, Y, Ws, bs, activation, output, loss, **kw):
@@ -40,30 +31,38 @@ def relerr(a, b):
     return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
 
 
-@pytest.mark.parametrize("activation,output_loss", list(itertools.product(HIDDEN, OUTPUT_LOSS)))
-def test_gradients_match_finite_differences(rng, activation, output_loss):
-    output, loss = output_loss
-    X, Y, Ws, bs = make_problem(rng, output=output)
-    while activation == "relu" and min(  # keep every unit away from relu's kink at 0
+def smooth_problem(rng, activation, output, **kw):
+    """make_problem, drawn again until every unit is away from relu's kink at 0."""
+    X, Y, Ws, bs = make_problem(rng, output=output, **kw)
+    while activation == "relu" and min(
             np.abs(a @ W + b).min() for a, W, b in
             zip([X] + ref.forward(Ws, bs, X, "relu", output)[:-1], Ws, bs)) < 1e-3:
-        X, Y, Ws, bs = make_problem(rng, output=output)
-    model = fitted_model(X, Y, Ws, bs, activation, output, loss)
-    gw, gb = model.gradients(X, Y)
-    analytic = np.concatenate([np.concatenate([w.ravel(), b]) for w, b in zip(gw, gb)])
+        X, Y, Ws, bs = make_problem(rng, output=output, **kw)
+    return X, Y, Ws, bs
+
+
+def numeric_gradient(model, X, Y, sample_weight=None, h=1e-6):
+    """dJ/dtheta by central differences of ``model.loss``, in the engine's parameter layout."""
     theta = model._theta
     numeric = np.empty_like(theta)
-    h = 1e-6
     for i in range(len(theta)):
         old = theta[i]
         theta[i] = old + h
-        up = model.loss(X, Y)
+        up = model.loss(X, Y, sample_weight)
         theta[i] = old - h
-        down = model.loss(X, Y)
+        down = model.loss(X, Y, sample_weight)
         theta[i] = old
         numeric[i] = (up - down) / (2 * h)
-    assert relerr(analytic, numeric) < 1e-6
+    return numeric
 
+
+@pytest.mark.parametrize("activation,output_loss", list(itertools.product(HIDDEN, OUTPUT_LOSS)))
+def test_gradients_match_finite_differences(rng, activation, output_loss):
+    output, loss = output_loss
+    X, Y, Ws, bs = smooth_problem(rng, activation, output)
+    model = fitted_model(X, Y, Ws, bs, activation, output, loss)
+    analytic = flat(*model.gradients(X, Y))
+    assert relerr(analytic, numeric_gradient(model, X, Y)) < 1e-6
 
 @pytest.mark.parametrize("activation,output_loss", list(itertools.product(HIDDEN, OUTPUT_LOSS)))
 def test_loss_and_gradients_match_reference(rng, activation, output_loss):
@@ -78,6 +77,25 @@ def test_loss_and_gradients_match_reference(rng, activation, output_loss):
     for a, b in zip(gw + gb, rw + rb):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
+
+
+def test_l2_penalty_in_loss_and_gradients(rng):
+    X, y = data(rng, n=30)
+    model = mlpcore.MLP((5,), alpha=0.5, seed=0)
+    model.build(X, y)
+    plain = mlpcore.MLP((5,), alpha=0.0, seed=0)
+    plain.build(X, y)
+    penalty = 0.5 * 0.5 * sum((W ** 2).sum() for W in model.weights) / len(X)
+    assert model.loss(X, y) == pytest.approx(plain.loss(X, y) + penalty, rel=1e-13)
+    gw, gb = model.gradients(X, y)
+    pw, pb = plain.gradients(X, y)
+    for g, p, W in zip(gw, pw, model.weights):
+        np.testing.assert_allclose(g, p + 0.5 * W / len(X), rtol=1e-12)
+    for g, p in zip(gb, pb):  # biases carry no penalty
+        np.testing.assert_allclose(g, p, rtol=1e-13)
+    # The epoch loss of gradient descent is J at the epoch's starting weights, penalty included.
+    trained = mlpcore.fit(X, y, hidden=(5,), alpha=0.5, seed=0, batch_size=None, epochs=1)
+    assert trained.history["loss"][0] == pytest.approx(model.loss(X, y), rel=1e-12)
 
 def test_forward_matches_reference(rng):
     X, Y, Ws, bs = make_problem(rng, n=9000)  # more rows than one chunk of the engine
@@ -104,6 +122,15 @@ def test_tutorial_cost_is_half_mean_squared_error(rng):
     np.testing.assert_allclose(gw[1], a1.T @ delta2 / len(X), rtol=1e-12)
     np.testing.assert_allclose(gw[0], X.T @ delta1 / len(X), rtol=1e-12)
 
+
+
+def test_weights_shapes_follow_the_tutorial(rng):
+    X = rng.normal(size=(10, 6))
+    y = rng.integers(0, 4, 10)
+    model = mlpcore.fit(X, y, hidden=(5, 3), epochs=1)
+    assert [w.shape for w in model.weights] == [(6, 5), (5, 3), (3, 4)]
+    assert [b.shape for b in model.biases] == [(5,), (3,), (4,)]
+    assert model.sizes == (6, 5, 3, 4)
 
 def init_of(Ws, bs):
     return ([W.copy() for W in Ws], [b.copy() for b in bs])
@@ -200,21 +227,6 @@ def test_float32_trains_in_float32_and_matches_float64(rng):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
 
 
-def test_dtype_can_be_forced(rng):
-    X, Y, _, _ = make_problem(rng, n=50)
-    assert mlpcore.fit(X, Y, hidden=4, epochs=1, dtype=np.float32).dtype == np.float32
-    assert mlpcore.fit(X.astype(np.float32), Y, hidden=4, epochs=1,
-                       dtype=np.float64).dtype == np.float64
-    assert mlpcore.fit(X.astype(np.int64), Y, hidden=4, epochs=1).dtype == np.float64
-
-
-def test_engine_refuses_mixed_dtypes(rng):
-    net = _engine.Network((3, 2), 1, 4, 1)
-    theta = np.zeros(net.n_params, dtype=np.float32)
-    with pytest.raises((TypeError, ValueError), match="dtype|signature"):
-        _engine.forward(net, theta, np.zeros((2, 3)), np.zeros((2, 2)))
-
-
 def test_softmax_and_sigmoid_are_stable_for_huge_inputs():
     X = np.array([[800.0], [-800.0], [1e6], [-1e6]])
     Ws = [np.array([[1.0, -1.0]])]
@@ -230,6 +242,26 @@ def test_softmax_and_sigmoid_are_stable_for_huge_inputs():
     np.testing.assert_allclose(fitted_model(X, Y, Ws, bs, "sigmoid", "sigmoid", "mse").forward(X),
                                [[1, 0], [0, 1], [1, 0], [0, 1]])
 
+
+
+@given(problems(), st.sampled_from([np.float64, np.float32]), st.floats(1.0, 1e6),
+       st.sampled_from(["softmax", "sigmoid", "identity"]),
+       st.sampled_from(["cross_entropy", "mse"]))
+def test_loss_and_gradients_stay_finite_for_inputs_up_to_1e6(problem, dtype, magnitude, output,
+                                                              loss):
+    X, Y, settings, task = problem
+    X = (X / np.abs(X).max() * magnitude).astype(dtype)
+    if task in ("regression", "multi-output"):
+        output, loss = ("identity" if output == "softmax" else output), "mse"
+    if output == "identity":
+        loss = "mse"
+    model = mlpcore.MLP(settings["hidden"], activation=settings["activation"], output=output,
+                        loss=loss, seed=settings["seed"], alpha=settings["alpha"])
+    model.build(X, Y)
+    grad_w, grad_b = model.gradients(X, Y)
+    assert np.isfinite(model.loss(X, Y))
+    assert all(np.isfinite(g).all() for g in grad_w + grad_b)
+    assert np.isfinite(model.forward(X)).all()
 
 @pytest.mark.parametrize("hidden,alpha,weighted", [((100,), 0.0, False), ((100, 7), 0.01, True),
                                                    ((), 0.02, True)])

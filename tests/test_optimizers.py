@@ -1,10 +1,15 @@
-"""Update rules against a NumPy transcription of scikit-learn's formulas, step by step."""
+"""Update rules against the NumPy transcription of scikit-learn's formulas
+(``reference.optimizer_epochs``), step by step; L-BFGS's convergence and refusals."""
 
 import numpy as np
 import pytest
 
 import mlpcore
 import reference as ref
+from _helpers import flat
+
+# The network the update rules are checked on: tanh hidden units, softmax, cross-entropy.
+NET = ("tanh", "softmax", "cross_entropy")
 
 
 def problem(rng, n=24, m=6):
@@ -16,43 +21,6 @@ def problem(rng, n=24, m=6):
     return X, y, Y, Ws, bs
 
 
-def flat(Ws, bs):
-    return np.concatenate([np.concatenate([W.ravel(), b]) for W, b in zip(Ws, bs)])
-
-
-def numpy_steps(rule, X, Y, Ws, bs, steps, batch, lr, momentum=0.9, beta1=0.9, beta2=0.999,
-                eps=1e-8, alpha=0.0):
-    """``steps`` epochs of ``rule`` in order (no shuffling), written out in NumPy."""
-    Ws = [W.copy() for W in Ws]
-    bs = [b.copy() for b in bs]
-    params = Ws + bs
-    v = [np.zeros_like(p) for p in params]
-    m = [np.zeros_like(p) for p in params]
-    s = [np.zeros_like(p) for p in params]
-    t = 0
-    n = len(X)
-    for _ in range(steps):
-        for start in range(0, n, batch):
-            sl = slice(start, start + batch)
-            dW, db = ref.gradients(Ws, bs, X[sl], Y[sl], "tanh", "softmax", "cross_entropy",
-                                   alpha=alpha)
-            grads = dW + db
-            for i, (p, g) in enumerate(zip(params, grads)):
-                if rule == "sgd":
-                    p -= lr * g
-                elif rule in ("momentum", "nesterov"):
-                    v[i] = momentum * v[i] - lr * g
-                    p += (momentum * v[i] - lr * g) if rule == "nesterov" else v[i]
-            if rule == "adam":
-                t += 1
-                lr_t = lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
-                for i, (p, g) in enumerate(zip(params, grads)):
-                    m[i] = beta1 * m[i] + (1 - beta1) * g
-                    s[i] = beta2 * s[i] + (1 - beta2) * g ** 2
-                    p -= lr_t * m[i] / (np.sqrt(s[i]) + eps)
-    return Ws, bs
-
-
 @pytest.mark.parametrize("rule", ["sgd", "momentum", "nesterov", "adam"])
 @pytest.mark.parametrize("batch", [None, 5, 1])
 @pytest.mark.parametrize("width", [6, 40])  # per-sample rows below and above MLPCORE_LONG_ROW
@@ -62,7 +30,8 @@ def test_rule_matches_numpy_transcription(rng, rule, batch, width):
     model = mlpcore.fit(X, y, hidden=(width,), activation="tanh", optimizer=rule, learning_rate=lr,
                         batch_size=batch, epochs=3, shuffle=False, alpha=0.01,
                         init=([W.copy() for W in Ws], [b.copy() for b in bs]))
-    rW, rb = numpy_steps(rule, X, Y, Ws, bs, 3, batch or len(X), lr, alpha=0.01)
+    rW, rb = ref.optimizer_epochs(rule, Ws, bs, X, Y, *NET, batch or len(X), lr, epochs=3,
+                                  alpha=0.01)
     np.testing.assert_allclose(flat(model.weights, model.biases), flat(rW, rb),
                                rtol=1e-12, atol=1e-12)
 
@@ -74,7 +43,7 @@ def test_adam_bias_correction(rng, steps):
     model = mlpcore.fit(X, y, hidden=(6,), activation="tanh", optimizer="adam",
                         learning_rate=lr, batch_size=None, epochs=steps,
                         init=([W.copy() for W in Ws], [b.copy() for b in bs]))
-    rW, rb = numpy_steps("adam", X, Y, Ws, bs, steps, len(X), lr)
+    rW, rb = ref.optimizer_epochs("adam", Ws, bs, X, Y, *NET, len(X), lr, epochs=steps)
     np.testing.assert_allclose(flat(model.weights, model.biases), flat(rW, rb),
                                rtol=1e-12, atol=1e-12)
     assert model.optimizer.t == steps
@@ -95,7 +64,8 @@ def test_optimizer_objects_carry_settings(rng):
     init = ([W.copy() for W in Ws], [b.copy() for b in bs])
     model = mlpcore.fit(X, y, hidden=(6,), activation="tanh", batch_size=None, epochs=2,
                         optimizer=mlpcore.Momentum(learning_rate=0.05, momentum=0.5), init=init)
-    rW, rb = numpy_steps("momentum", X, Y, Ws, bs, 2, len(X), 0.05, momentum=0.5)
+    rW, rb = ref.optimizer_epochs("momentum", Ws, bs, X, Y, *NET, len(X), 0.05, epochs=2,
+                                  momentum=0.5)
     np.testing.assert_allclose(flat(model.weights, model.biases), flat(rW, rb), rtol=1e-12)
     with pytest.raises(ValueError, match="learning_rate"):
         mlpcore.fit(X, y, optimizer=mlpcore.Adam(), learning_rate=0.1)
@@ -148,10 +118,10 @@ def test_float32_rules_follow_the_transcription(rng, rule, batch, width):
                         shuffle=False, alpha=0.01, dtype=np.float32,
                         init=([W.astype(np.float32) for W in Ws],
                               [b.astype(np.float32) for b in bs]))
-    rW, rb = numpy_steps(rule, X.astype(np.float32).astype(np.float64), Y,
-                         [W.astype(np.float32).astype(np.float64) for W in Ws],
-                         [b.astype(np.float32).astype(np.float64) for b in bs],
-                         3, batch or len(X), lr, alpha=0.01)
+    rW, rb = ref.optimizer_epochs(rule, [W.astype(np.float32).astype(np.float64) for W in Ws],
+                                  [b.astype(np.float32).astype(np.float64) for b in bs],
+                                  X.astype(np.float32).astype(np.float64), Y, *NET,
+                                  batch or len(X), lr, epochs=3, alpha=0.01)
     got = flat(model.weights, model.biases)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, flat(rW, rb), rtol=1e-4, atol=1e-4)

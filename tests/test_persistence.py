@@ -1,9 +1,12 @@
-"""The model file format: documented members, versions, no code execution, a fuzzed loader, and
-atomic writes.
+"""Saving and loading models.
 
-``mlpcore.load`` must give either a working model or a ValueError naming the file, whatever
-the bytes: truncated, flipped, swapped, or metadata edited to claim absurd sizes (which must
-not be allocated). See ``mlpcore/_persistence.py`` for the format.
+* ``save``/``load`` keep predictions and the training state: a loaded model resumes
+  training exactly.
+* The model file format: documented members, versions, no code execution, a fuzzed loader,
+  and atomic writes. ``mlpcore.load`` must give either a working model or a ValueError
+  naming the file, whatever the bytes: truncated, flipped, swapped, or metadata edited to
+  claim absurd sizes (which must not be allocated). See ``mlpcore/_persistence.py`` for the
+  format.
 """
 
 import io
@@ -12,14 +15,20 @@ import os
 import pathlib
 import pickle
 import stat
+import tempfile
 import tracemalloc
 import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import mlpcore
+from _helpers import classification_data as data
+from _helpers import same_weights
 from mlpcore import _persistence
+
 
 DATA = pathlib.Path(__file__).parent / "data"
 RNG = np.random.default_rng(99)
@@ -85,6 +94,67 @@ def load_outcome(tmp_path, raw):
     assert np.isfinite(out).all()
     model.predict(np.zeros((2, model.n_features)))
     return "ok"
+
+
+# -- saving and loading -------------------------------------------------------------------------
+
+def test_save_load_round_trip(tmp_path, rng):
+    X = rng.normal(size=(40, 3))
+    y = np.array(["a", "b"])[rng.integers(0, 2, 40)]
+    model = mlpcore.fit(X, y, hidden=(6, 4), activation="relu", epochs=4, seed=0,
+                        optimizer="adam", learning_rate=0.01)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = mlpcore.load(path)
+    assert repr(loaded) == repr(model)
+    assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert loaded.predict(X).tolist() == model.predict(X).tolist()
+    assert loaded.history == model.history
+    assert loaded.optimizer.t == model.optimizer.t
+    for a, b in zip(loaded.optimizer.state, model.optimizer.state):
+        assert np.array_equal(a, b)
+
+
+def test_save_load_regression_float32(tmp_path, rng):
+    X = rng.normal(size=(40, 3)).astype(np.float32)
+    y = X.sum(axis=1)
+    model = mlpcore.fit(X, y, hidden=(6,), epochs=2, seed=0)
+    model.save(tmp_path / "m")
+    loaded = mlpcore.load(tmp_path / "m")
+    assert loaded.dtype == np.float32
+    assert np.array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_fit_more_after_save_and_load_continues_exactly(rng, tmp_path):
+    X, y = data(rng)
+    kw = dict(hidden=(8,), optimizer="adam", batch_size=16, seed=5, schedule="invscaling")
+    whole = mlpcore.fit(X, y, epochs=6, **kw)
+    part = mlpcore.fit(X, y, epochs=2, **kw)
+    part.save(tmp_path / "m.npz")
+    resumed = mlpcore.load(tmp_path / "m.npz").fit_more(X, y, epochs=4)
+    assert same_weights(whole, resumed)
+
+
+def test_settings_holding_numpy_scalars_can_be_saved(tmp_path):
+    model = mlpcore.fit(X, Y, hidden=(np.int64(3),), batch_size=np.int64(8),
+                        n_iter_no_change=np.int32(4), class_weight={"x": np.float32(2.0)},
+                        alpha=np.float32(0.01), epochs=np.int64(1), seed=np.int64(1))
+    model.save(tmp_path / "m.npz")
+    loaded = mlpcore.load(tmp_path / "m.npz")
+    assert loaded.batch_size == 8 and loaded.class_weight == {"x": 2.0}
+    assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_load_refuses_foreign_files(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a model at all")
+    with pytest.raises(ValueError, match="not a readable mlpcore model"):
+        mlpcore.load(bad)
+    np.savez(tmp_path / "other.npz", a=np.arange(3))
+    with pytest.raises(ValueError, match="mlpcore model"):
+        mlpcore.load(tmp_path / "other.npz")
+    with pytest.raises(FileNotFoundError):
+        mlpcore.load(tmp_path / "missing.npz")
 
 
 # -- the format ---------------------------------------------------------------------------------
@@ -336,17 +406,44 @@ def test_inconsistent_classes_are_refused(tmp_path, saved):
             load_bytes(tmp_path, archive(edited))
 
 
+def _model_file():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 3))
+    model = mlpcore.fit(X, rng.integers(0, 3, 20), hidden=(4,), epochs=1, seed=0,
+                        optimizer="momentum")
+    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory() as d:
+        model.save(f"{d}/m.npz")
+        with open(f"{d}/m.npz", "rb") as f:
+            buffer.write(f.read())
+    return buffer.getvalue()
+
+
+MODEL_FILE = _model_file()
+
+
+@given(st.lists(st.tuples(st.integers(0, len(MODEL_FILE) - 1), st.integers(0, 255)),
+                min_size=1, max_size=8),
+       st.one_of(st.none(), st.integers(0, len(MODEL_FILE))))
+def test_load_of_mutated_files_is_a_model_or_a_clean_error(edits, cut):
+    raw = bytearray(MODEL_FILE)
+    for pos, value in edits:
+        raw[pos] = value
+    raw = bytes(raw[:cut] if cut is not None else raw)
+    with tempfile.TemporaryDirectory() as d:
+        with open(f"{d}/m.npz", "wb") as f:
+            f.write(raw)
+        try:
+            model = mlpcore.load(f"{d}/m.npz")
+        except ValueError as exc:
+            assert "not a readable mlpcore model file" in str(exc)
+            return
+    assert np.isfinite(model.forward(np.zeros((2, model.n_features)))).all()
+    with zipfile.ZipFile(io.BytesIO(raw)) as z:  # only bytes outside the arrays changed
+        assert z.testzip() is None
+
+
 # -- writing ------------------------------------------------------------------------------------
-
-def test_settings_holding_numpy_scalars_can_be_saved(tmp_path):
-    model = mlpcore.fit(X, Y, hidden=(np.int64(3),), batch_size=np.int64(8),
-                        n_iter_no_change=np.int32(4), class_weight={"x": np.float32(2.0)},
-                        alpha=np.float32(0.01), epochs=np.int64(1), seed=np.int64(1))
-    model.save(tmp_path / "m.npz")
-    loaded = mlpcore.load(tmp_path / "m.npz")
-    assert loaded.batch_size == 8 and loaded.class_weight == {"x": 2.0}
-    assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))
-
 
 def _only_the_model_file(directory):
     return sorted(os.listdir(directory)) == ["model.npz"]
