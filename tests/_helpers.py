@@ -72,6 +72,8 @@ def make_problem(rng, n=7, d=4, hidden=(5, 3), k=3, output="softmax"):
         Y = np.eye(k)[rng.integers(0, k, n)]
     elif output == "sigmoid":
         Y = (rng.random((n, k)) < 0.5).astype(float)
+    elif output == "exp":
+        Y = rng.poisson(1.5, size=(n, k)).astype(float)  # counts, zeros among them
     else:
         Y = rng.normal(size=(n, k))
     sizes = (d, *hidden, k)

@@ -31,6 +31,8 @@ def activate(z, name):
     if name == "softmax":
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
+    if name == "exp":
+        return np.exp(z)
     raise ValueError(name)
 
 
@@ -61,6 +63,9 @@ def per_sample_loss(a, Y, output, loss):
     eps = np.finfo(a.dtype).eps
     if loss == "mse":
         return 0.5 * ((a - Y) ** 2).sum(axis=1)
+    if loss == "poisson":  # y log(y / a) - y + a, with 0 log 0 = 0
+        ylogy = Y * np.log(np.where(Y > 0, Y, 1.0) / a)
+        return (ylogy - Y + a).sum(axis=1)
     p = np.clip(a, eps, 1 - eps)
     if output == "softmax":
         return -(Y * np.log(p)).sum(axis=1)
@@ -76,8 +81,8 @@ def loss(Ws, bs, X, Y, hidden, output, loss_name, sw=None, alpha=0.0):
 
 def output_delta(a, Y, output, loss_name):
     """dl_i/dZ_L for each sample (unweighted)."""
-    if loss_name == "cross_entropy" or output == "identity":
-        return a - Y
+    if loss_name in ("cross_entropy", "poisson") or output == "identity":
+        return a - Y  # a canonical link: softmax/sigmoid + cross-entropy, exp + poisson
     if output == "sigmoid":
         return (a - Y) * a * (1 - a)  # the tutorial's delta2
     e = a - Y  # softmax + mse: the softmax Jacobian applied to e

@@ -16,7 +16,7 @@ from _helpers import classification_data as data
 from mlpcore import _engine
 
 OUTPUT_LOSS = [("softmax", "cross_entropy"), ("sigmoid", "cross_entropy"),
-               ("softmax", "mse"), ("sigmoid", "mse"), ("identity", "mse")]
+               ("softmax", "mse"), ("sigmoid", "mse"), ("identity", "mse"), ("exp", "poisson")]
 
 
 def fitted_model(X, Y, Ws, bs, activation, output, loss, **kw):
@@ -103,6 +103,33 @@ def test_forward_matches_reference(rng):
     np.testing.assert_allclose(model.forward(X), ref.forward(Ws, bs, X, "tanh", "softmax")[-1],
                                rtol=1e-13, atol=1e-15)
 
+
+@pytest.mark.parametrize("activation", HIDDEN)
+def test_exp_output_and_poisson_loss_match_reference_and_finite_differences(rng, activation):
+    # a = exp(Z_L), l_i = sum_k [y log(y / a) - y + a] (0 log 0 = 0), delta_L = a - y.
+    X, Y, Ws, bs = smooth_problem(rng, activation, "exp", n=11)
+    assert (Y == 0).any() and (Y > 1).any()  # zero counts take the 0 log 0 branch
+    sw = rng.random(len(X)) + 0.1
+    model = fitted_model(X, Y, Ws, bs, activation, "exp", "poisson", alpha=0.3)
+    assert (model.output, model.loss_name) == ("exp", "poisson")
+    acts = ref.forward(Ws, bs, X, activation, "exp")
+    z_last = (X if len(acts) == 1 else acts[-2]) @ Ws[-1] + bs[-1]
+    np.testing.assert_allclose(acts[-1], np.exp(z_last), rtol=1e-15)
+    np.testing.assert_allclose(model.forward(X), acts[-1], rtol=1e-13, atol=1e-15)
+    a = acts[-1]
+    by_hand = [sum(y * np.log(y / ak) - y + ak if y > 0 else ak for y, ak in zip(yi, ai))
+               for yi, ai in zip(Y, a)]
+    np.testing.assert_allclose(ref.per_sample_loss(a, Y, "exp", "poisson"), by_hand,
+                               rtol=1e-13)
+    assert model.loss(X, Y, sample_weight=sw) == pytest.approx(
+        ref.loss(Ws, bs, X, Y, activation, "exp", "poisson", sw, 0.3), rel=1e-12)
+    gw, gb = model.gradients(X, Y, sample_weight=sw)
+    rw, rb = ref.gradients(Ws, bs, X, Y, activation, "exp", "poisson", sw, 0.3)
+    for got, want in zip(gw + gb, rw + rb):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    numeric = numeric_gradient(model, X, Y, sample_weight=sw)
+    assert relerr(flat(gw, gb), numeric) < 1e-6
+    assert relerr(flat(rw, rb), numeric) < 1e-6  # and the reference agrees with J itself
 
 def test_tutorial_cost_is_half_mean_squared_error(rng):
     # The tutorial's network: sigmoid hidden and output units, J = 1/(2N) sum (a2 - Y)^2.
