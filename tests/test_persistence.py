@@ -1,7 +1,8 @@
-"""Saving and loading models.
+"""Saving, loading, pickling and copying models.
 
-* ``save``/``load`` keep predictions and the training state: a loaded model resumes
-  training exactly.
+* ``save``/``load``, ``pickle`` and ``copy.deepcopy`` all go through ``MLP.get_state`` and
+  ``MLP.from_state``: a copy predicts the same, holds the same training state, and resumes
+  training bit-identically.
 * The model file format: documented members, versions, no code execution, a fuzzed loader,
   and atomic writes. ``mlpcore.load`` must give either a working model or a ValueError
   naming the file, whatever the bytes: truncated, flipped, swapped, or metadata edited to
@@ -9,8 +10,10 @@
   format.
 """
 
+import copy
 import io
 import json
+import multiprocessing.reduction
 import os
 import pathlib
 import pickle
@@ -155,6 +158,172 @@ def test_load_refuses_foreign_files(tmp_path):
         mlpcore.load(tmp_path / "other.npz")
     with pytest.raises(FileNotFoundError):
         mlpcore.load(tmp_path / "missing.npz")
+
+
+# -- pickle, deepcopy and the state pair --------------------------------------------------------
+
+def out_of_band(model):
+    """Pickle protocol 5 with the arrays handed over as out-of-band buffers (as
+    multiprocessing-style transports and cluster schedulers send them)."""
+    buffers = []
+    payload = pickle.dumps(model, protocol=5, buffer_callback=buffers.append)
+    return pickle.loads(payload, buffers=buffers)
+
+
+def state_through_json(model):
+    """The state pair with its metadata through JSON, as a model file stores it."""
+    meta, arrays = model.get_state()
+    return mlpcore.MLP.from_state(json.loads(json.dumps(meta)),
+                                  {k: a.copy() for k, a in arrays.items()})
+
+
+COPIES = {
+    "pickle": lambda m: pickle.loads(pickle.dumps(m)),
+    "pickle protocol 5": lambda m: pickle.loads(pickle.dumps(m, protocol=5)),
+    "multiprocessing": lambda m: pickle.loads(
+        multiprocessing.reduction.ForkingPickler.dumps(m, protocol=5)),
+    "out-of-band buffers": out_of_band,
+    "deepcopy": copy.deepcopy,
+    "state pair": lambda m: mlpcore.MLP.from_state(*m.get_state()),
+    "state pair through json": state_through_json,
+}
+
+# Every way of training, with shuffling on: the copy must carry the optimizer state, the
+# schedule and the random stream (shuffling order, validation split) to resume exactly.
+TRAINING = {
+    "sgd": dict(optimizer="sgd", batch_size=16),
+    "sgd invscaling, validation split": dict(optimizer="sgd", batch_size=16,
+                                             schedule="invscaling", validation_fraction=0.2),
+    "momentum": dict(optimizer="momentum", batch_size=16),
+    "nesterov": dict(optimizer="nesterov", batch_size=16),
+    "adam": dict(optimizer="adam", batch_size=16),
+    "adam per sample": dict(optimizer="adam", batch_size=1),
+    "lbfgs": dict(optimizer="lbfgs"),
+}
+
+
+def fitted(rng, settings):
+    X, y = data(rng)
+    model = mlpcore.fit(X, y, hidden=(8,), epochs=3, shuffle=True, seed=5, **settings)
+    return model, X, y
+
+
+def assert_same_state(copied, model):
+    """Same predictions, parameters, optimizer state, schedule, random stream and history,
+    held in arrays of the copy's own."""
+    assert type(copied) is type(model) and repr(copied) == repr(model)
+    assert copied.get_config() == model.get_config()
+    assert copied.dtype == model.dtype
+    assert np.array_equal(copied.predict_proba(X_PROBE), model.predict_proba(X_PROBE))
+    assert np.array_equal(copied.predict(X_PROBE), model.predict(X_PROBE))
+    assert np.array_equal(copied._theta, model._theta)
+    assert not np.shares_memory(copied._theta, model._theta)
+    assert copied.optimizer.rule == model.optimizer.rule
+    assert copied.optimizer.get_config() == model.optimizer.get_config()
+    assert copied.optimizer.t == model.optimizer.t
+    assert len(copied.optimizer.state) == len(model.optimizer.state)
+    for a, b in zip(copied.optimizer.state, model.optimizer.state):
+        assert np.array_equal(a, b) and not np.shares_memory(a, b)
+    assert copied._schedule.get_state() == model._schedule.get_state()
+    assert copied._rng.bit_generator.state == model._rng.bit_generator.state
+    assert copied.samples_seen == model.samples_seen
+    assert_same_history(copied.history, model.history)
+
+
+def assert_same_history(a, b):
+    assert set(a) == set(b)
+    for key in b:  # NaN learning rates (L-BFGS) compare equal here
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+X_PROBE = np.random.default_rng(3).normal(size=(25, 4))
+
+
+@pytest.mark.parametrize("how", list(COPIES))
+@pytest.mark.parametrize("training", list(TRAINING))
+def test_a_copy_holds_the_whole_state(rng, training, how):
+    model, _, _ = fitted(rng, TRAINING[training])
+    assert_same_state(COPIES[how](model), model)
+
+
+@pytest.mark.parametrize("how", list(COPIES))
+@pytest.mark.parametrize("training", list(TRAINING))
+def test_a_copy_resumes_training_bit_identically(rng, training, how):
+    model, X, y = fitted(rng, TRAINING[training])
+    copied = COPIES[how](model)
+    model.fit_more(X, y, epochs=3)
+    copied.fit_more(X, y, epochs=3)
+    assert same_weights(copied, model)
+    assert_same_state(copied, model)
+    assert model.optimizer.t > 3 and len(model.history["loss"]) == 6
+
+
+@pytest.mark.parametrize("how", list(COPIES))
+def test_an_untrained_model_copies_its_settings(rng, how):
+    X, y = data(rng)
+    model = mlpcore.MLP((6, 3), activation="tanh", optimizer=mlpcore.Adam(learning_rate=0.01),
+                        batch_size=8, epochs=2, seed=11, schedule="invscaling", alpha=1e-3)
+    copied = COPIES[how](model)
+    assert repr(copied) == repr(model) and copied.get_config() == model.get_config()
+    with pytest.raises(mlpcore.NotFittedError):
+        copied.predict(X)
+    assert same_weights(copied.fit(X, y), model.fit(X, y))
+
+
+def keep_going(epoch, model, logs):
+    """A callback defined at module level: pickle stores it by reference."""
+    return True
+
+
+def test_copies_keep_the_callback_schedule_and_init(rng):
+    X, y = data(rng)
+    calls = []
+
+    def callback(epoch, model, logs):
+        calls.append(epoch)
+
+    def schedule(epoch):
+        return 0.1 / (1 + epoch)
+
+    init = mlpcore.MLP((5,), seed=2)
+    init.build(X, y)
+    init = (init.weights, init.biases)
+    model = mlpcore.fit(X, y, hidden=(5,), epochs=2, callback=callback, schedule=schedule,
+                        init=init)
+    copied = copy.deepcopy(model)
+    assert copied.callback is callback and copied.schedule is schedule
+    for a, b in zip(copied.init[0] + copied.init[1], init[0] + init[1]):
+        assert np.array_equal(a, b)
+    calls.clear()
+    copied.fit_more(X, y, epochs=2)
+    assert calls == [3, 4]
+    model.fit_more(X, y, epochs=2)
+    assert same_weights(copied, model)
+    assert copied.history["lr"] == pytest.approx([0.1, 0.05, 0.1 / 3, 0.025])
+
+    pickled = pickle.loads(pickle.dumps(mlpcore.fit(X, y, hidden=(5,), epochs=1,
+                                                    callback=keep_going)))
+    assert pickled.callback is keep_going
+
+
+def test_get_state_and_from_state_round_trip(rng):
+    model, X, y = fitted(rng, TRAINING["adam"])
+    meta, arrays = model.get_state()
+    json.dumps(meta)  # plain JSON values only: raises otherwise
+    assert set(arrays) == {"theta", "classes", "optimizer_state_0", "optimizer_state_1"}
+    assert arrays["theta"] is model._theta  # the model's own arrays, not copies
+    rebuilt = mlpcore.MLP.from_state(meta, arrays)
+    assert_same_state(rebuilt, model)
+    meta2, arrays2 = rebuilt.get_state()
+    assert json.dumps(meta2, sort_keys=True) == json.dumps(meta, sort_keys=True)
+    assert set(arrays2) == set(arrays)
+    for key in arrays:
+        assert np.array_equal(arrays2[key], arrays[key])
+    untrained = mlpcore.MLP((4,), optimizer="nesterov", seed=1)
+    meta, arrays = untrained.get_state()
+    assert arrays == {} and set(meta) == {"config"}
+    again = mlpcore.MLP.from_state(meta, arrays)
+    assert again.get_config() == untrained.get_config() and again._network is None
 
 
 # -- the format ---------------------------------------------------------------------------------
