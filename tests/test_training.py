@@ -373,3 +373,66 @@ def test_ctrl_c_stops_after_the_current_batch(rng):
     assert all(np.isfinite(w).all() for w in model.weights + model.biases)
     assert model.optimizer.t > 0
     assert 0 <= model.score(X[:100], y[:100]) <= 1
+
+
+def lbfgs_threads():
+    return [t for t in threading.enumerate() if t.name == "mlpcore-lbfgs" and t.is_alive()]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to self is POSIX")
+def test_ctrl_c_stops_lbfgs_promptly_and_ends_its_thread(rng):
+    # L-BFGS runs scipy's loop in a helper thread; Ctrl-C reaches the calling thread while
+    # it waits for the next iteration, and the helper must be told to stop and be joined.
+    X = rng.normal(size=(40000, 50))
+    y = rng.integers(0, 2, 40000)
+    sent, timers = [], []
+
+    def interrupt():
+        sent.append(time.perf_counter())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def interrupt_soon(epoch, model, logs):
+        if epoch == 1:  # one iteration is recorded: interrupt one of those after it
+            timers.append(threading.Timer(0.2, interrupt))
+            timers[0].start()
+
+    try:
+        with pytest.warns(mlpcore.TrainingInterruptedWarning):
+            model = mlpcore.fit(X, y, hidden=(64,), optimizer=mlpcore.LBFGS(ftol=0),
+                                epochs=10000, tol=0, seed=0, callback=interrupt_soon)
+    finally:
+        for timer in timers:
+            timer.cancel()
+    returned = time.perf_counter()
+    assert sent, "the fit ended before the interrupt was sent"
+    assert returned - sent[0] < 5, "the fit did not stop promptly after Ctrl-C"
+    assert not lbfgs_threads()
+    assert model.training_result.stop_reason == "interrupted"
+    assert 1 <= len(model.history["loss"]) < 10000
+    assert len(model.history["loss"]) == model.optimizer.t
+    assert np.isfinite(model._theta).all()
+    assert np.isfinite(model.loss(X, y))
+    assert 0 <= model.score(X[:100], y[:100]) <= 1
+
+
+# -- L-BFGS and the callback --------------------------------------------------------------------
+
+def test_a_callback_returning_false_stops_lbfgs_after_that_iteration(rng):
+    X, y = data(rng, n=200)
+    calls = []
+
+    def stop_at_the_third(epoch, model, logs):
+        calls.append(epoch)
+        return epoch < 3
+
+    kw = dict(hidden=(8,), optimizer=mlpcore.LBFGS(ftol=0), tol=0, seed=0)
+    model = mlpcore.fit(X, y, epochs=1000, callback=stop_at_the_third, **kw)
+    assert calls == [1, 2, 3]
+    assert len(model.history["loss"]) == 3 and model.optimizer.t == 3
+    assert model.training_result.stop_reason == "callback"
+    assert not lbfgs_threads()
+    # The model keeps the third iterate: the one three iterations without a callback reach.
+    three = mlpcore.fit(X, y, epochs=3, **kw)
+    assert same_weights(model, three)
+    assert model.history["loss"] == three.history["loss"]
+    assert model.loss(X, y) == pytest.approx(model.history["loss"][-1], rel=1e-12)
