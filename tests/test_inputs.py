@@ -320,6 +320,10 @@ def test_fit_allocates_no_copy_of_a_c_contiguous_x():
 
 # -- refusals of bad input ----------------------------------------------------------------------
 
+# Two batteries: test_bad_input_is_refused_clearly holds the basic cases (NaN/inf in X, NaN in
+# Y, zero samples or features, 1-D X, bad learning rates, batch sizes and epochs, zero or
+# fractional widths, unknown names, wrong init shapes, complex or object X); BAD_FIT_CALLS
+# the others, with the exact message. A case is in one of them, not both.
 GOOD_X = np.arange(20.0).reshape(10, 2)
 GOOD_Y = np.array([0, 1] * 5)
 
