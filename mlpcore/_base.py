@@ -29,6 +29,8 @@ Losses, per sample i, averaged over the samples (weighted by w_i when given):
 the ``exp`` output, for counts.
 """
 
+import numpy as np
+
 import mlpcore._engine as _engine
 
 HIDDEN_ACTIVATIONS = dict(_engine.HIDDEN_ACTIVATIONS)
@@ -103,23 +105,28 @@ def batch_rows(batch_size, n_samples, *, chunk=False):
     return min(batch_size, n_samples)
 
 
-def choose_output_loss(task, output=None, loss=None):
+def choose_output_loss(task, output=None, loss=None, multilabel=False):
     """The output activation and loss of a model: as requested, else the task's defaults.
 
-    Classification gets softmax and cross-entropy, regression the identity and mse; the exp
-    output goes with the Poisson loss, and a sigmoid classifier with cross-entropy.
+    Classification gets softmax and cross-entropy (multi-label: sigmoid and cross-entropy),
+    regression the identity and mse; the exp output goes with the Poisson loss, and a
+    sigmoid classifier with cross-entropy.
 
     Parameters
     ----------
     task : {'classification', 'regression'}
     output, loss : str or None
         Canonical names the user asked for (None: choose).
+    multilabel : bool
+        Classification with K independent 0/1 labels.
 
     Returns
     -------
     (output, loss) : tuple of str
     """
-    output = output or ("softmax" if task == "classification" else "identity")
+    if output is None:
+        output = ("identity" if task == "regression" else
+                  "sigmoid" if multilabel else "softmax")
     if loss is None:
         if output == "exp":
             loss = "poisson"
@@ -129,6 +136,40 @@ def choose_output_loss(task, output=None, loss=None):
             loss = "mse"
     check_output_loss(output, loss)
     return output, loss
+
+
+def check_targets(Y, output, loss, name="Y"):
+    """Refuse targets the output or loss cannot take (Y is the encoded N x K matrix).
+
+    Cross-entropy takes logs of probabilities: its targets must lie in [0, 1] (with targets
+    above 1 the sigmoid loss has no minimum). A softmax output is a distribution over K >= 2
+    classes, so its targets' rows must sum to 1. Poisson targets are counts: never negative.
+
+    Raises
+    ------
+    ValueError
+        Naming the rule and the first offending row.
+    """
+    if output == "softmax" and Y.shape[1] < 2:
+        raise ValueError("output='softmax' needs at least two outputs (a distribution over "
+                         "classes); with one output use 'sigmoid' or 'identity'")
+    if loss == "cross_entropy":
+        bad = np.flatnonzero(((Y < 0) | (Y > 1)).any(axis=1))
+        if bad.size:
+            raise ValueError(f"loss='cross_entropy' needs targets in [0, 1]; row {bad[0]} of "
+                             f"{name} holds {Y[bad[0]].tolist()[:8]}")
+    if output == "softmax":
+        tol = 1e-6 if Y.dtype == np.float64 else 1e-4
+        bad = np.flatnonzero(np.abs(Y.sum(axis=1, dtype=np.float64) - 1) > tol)
+        if bad.size:
+            raise ValueError(f"output='softmax' needs target rows that sum to 1 (one-hot rows "
+                             f"or class probabilities); row {bad[0]} of {name} sums to "
+                             f"{float(Y[bad[0]].sum()):g}")
+    if loss == "poisson":
+        bad = np.flatnonzero((Y < 0).any(axis=1))
+        if bad.size:
+            raise ValueError(f"{name} has negative values (row {bad[0]}), which the poisson loss "
+                             "does not allow")
 
 
 def check_output_loss(output, loss):

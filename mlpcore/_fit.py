@@ -8,7 +8,7 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
         init=None, optimizer="sgd", alpha=0.0, sample_weight=None, schedule="constant",
         power_t=0.5, tol=None, n_iter_no_change=10, early_stopping=False,
         validation_fraction=None, validation_data=None, class_weight=None, verbose=False,
-        callback=None, n_threads=None):
+        callback=None, n_threads=None, task=None):
     """Train a multilayer perceptron on (X, Y) and return the model.
 
     The network is the tutorial's, generalised: ``Z_l = A_{l-1} W_l + b_l``,
@@ -26,16 +26,25 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
     Y : array-like of shape (N,) or (N, K)
         Targets. 1-D integers, booleans or strings: classification (classes are the sorted
         unique labels; default output 'softmax', loss 'cross_entropy'). 2-D one-hot rows:
-        classification over the K columns. Anything else: regression (default output
-        'identity', loss 'mse'). Class labels are encoded once into an (N, K) one-hot copy.
+        classification over the K columns (the model then also takes 1-D labels, the column
+        indices). A 2-D 0/1 matrix with rows holding no 1 or several (or any 0/1 matrix with
+        ``output='sigmoid'``): multi-label classification (default output 'sigmoid', loss
+        'cross_entropy'; ``predict`` gives 0/1 rows, ``predict_proba`` the per-label
+        probabilities, ``score`` the subset accuracy). Anything else: regression (default
+        output 'identity', loss 'mse'). An explicit ``output='exp'``, ``loss='poisson'`` or
+        ``output='identity'`` means regression whatever the values; ``task`` overrides all
+        of this. Class labels are encoded once into an (N, K) one-hot copy. Refused: targets
+        outside [0, 1] with cross-entropy, softmax targets whose rows do not sum to 1, and
+        negative targets with the Poisson loss.
     hidden : int or tuple of int, default (100,)
         Widths of the hidden layers, e.g. ``(128, 64)``; ``()`` for none.
     activation : {'sigmoid', 'tanh', 'relu', 'identity'}, default 'sigmoid'
         Activation g of the hidden layers (the tutorial's sigmoid by default).
-    output : {'softmax', 'sigmoid', 'identity'}, optional
+    output : {'softmax', 'sigmoid', 'identity', 'exp'}, optional
         Output activation; given explicitly it always wins. With two classes and 'sigmoid'
-        the network has one output unit, P(classes[1]).
-    loss : {'cross_entropy', 'mse'}, optional
+        the network has one output unit, P(classes[1]). 'exp' (with loss 'poisson') is for
+        counts.
+    loss : {'cross_entropy', 'mse', 'poisson'}, optional
         ``mse`` is J = 1/(2N) sum (a_L - Y)^2; the tutorial's exact setup is
         ``fit(X, Y, output="sigmoid", loss="mse")``.
     batch_size : int, None or 'auto', default 'auto'
@@ -93,6 +102,9 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
         ``callback(epoch, model, logs)`` after every epoch (``epoch`` counts from 1;
         ``logs`` holds 'loss', 'lr', 'time' and, with validation, 'val_loss' and
         'val_score'). Returning False stops training.
+    task : {'classification', 'regression'}, optional
+        What Y is; None infers it (see ``Y``). ``task='classification'`` classifies numeric
+        labels such as 0.0/1.0/2.0; ``task='regression'`` fits integer targets as values.
     n_threads : int, optional
         BLAS threads while training; by default 1 when one matrix product of the widest
         layer is small (under about 4 million multiply-adds, where a second thread only adds
@@ -123,5 +135,5 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
                 schedule=schedule, power_t=power_t, tol=tol,
                 n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
                 validation_fraction=validation_fraction, class_weight=class_weight,
-                verbose=verbose, callback=callback, n_threads=n_threads)
+                verbose=verbose, callback=callback, n_threads=n_threads, task=task)
     return model.fit(X, Y, sample_weight=sample_weight, validation_data=validation_data)

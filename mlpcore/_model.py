@@ -16,7 +16,7 @@ import mlpcore._engine as _engine
 from mlpcore import _persistence
 from mlpcore._base import (
     HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS, batch_rows, check_output_loss,
-    choose_output_loss, resolve_name,
+    check_targets, choose_output_loss, resolve_name,
 )
 from mlpcore._initializers import from_arrays, glorot_uniform
 from mlpcore._lbfgs import LBFGSIterations
@@ -24,7 +24,7 @@ from mlpcore._optimizers import OPTIMIZERS, make_optimizer
 from mlpcore._results import NotFittedError
 from mlpcore._schedules import Schedule
 from mlpcore._splitting import validation_split
-from mlpcore._targets import Targets
+from mlpcore._targets import TASKS, Targets
 from mlpcore._threads import blas_threads
 from mlpcore._training import CompiledEpochs, train
 from mlpcore._validation import (
@@ -68,8 +68,12 @@ class MLP:
                  shuffle=True, seed=None, dtype=None, init=None, alpha=0.0,
                  schedule="constant", power_t=0.5, tol=None, n_iter_no_change=10,
                  early_stopping=False, validation_fraction=None, class_weight=None,
-                 verbose=False, callback=None, n_threads=None):
+                 verbose=False, callback=None, n_threads=None, task=None):
         self.hidden = check_hidden(hidden)
+        if task is not None and task not in TASKS:
+            raise ValueError(f"task must be 'classification', 'regression' or None (inferred "
+                             f"from Y), got {task!r}")
+        self.task = task
         self.activation = resolve_name(activation, HIDDEN_ACTIVATIONS, "activation")
         self._requested_output = (None if output is None else
                                   resolve_name(output, OUTPUT_ACTIVATIONS, "output"))
@@ -138,9 +142,13 @@ class MLP:
         """:meth:`build`, returning X checked and converted to the working dtype."""
         dtype = working_dtype(X, self._requested_dtype)
         X = check_X(X, dtype)
-        targets = Targets.from_y(Y, self._requested_output, classes=classes)
+        targets = Targets.from_y(Y, self._requested_output, self._requested_loss, self.task,
+                                 classes=classes)
         output, loss = choose_output_loss(targets.task, self._requested_output,
-                                          self._requested_loss)
+                                          self._requested_loss, targets.multilabel)
+        if output == "softmax" and targets.n_outputs < 2:
+            raise ValueError("output='softmax' needs at least two outputs (a distribution over "
+                             "classes); with one output use 'sigmoid' or 'identity'")
         self._assemble(X.shape[1], dtype, targets, output, loss)
         if self.init is None:
             glorot_uniform(self._network, self._theta, self.activation, self._rng)
@@ -186,12 +194,16 @@ class MLP:
         return ws
 
     # -- training ------------------------------------------------------------------------------
+    def _encode(self, Y, n_samples, name="Y"):
+        """Y as the engine's target matrix, refused if the output or loss cannot take it."""
+        Ym = self.targets.encode(Y, self.dtype, n_samples, name)
+        check_targets(Ym, self.output, self.loss_name, name)
+        return Ym
+
     def _training_arrays(self, X, Y, sample_weight):
         X = check_X(X, self.dtype, n_features=self.n_features)
-        Ym = self.targets.encode(Y, self.dtype, X.shape[0])
+        Ym = self._encode(Y, X.shape[0])
         sw = check_sample_weight(sample_weight, X.shape[0], self.dtype)
-        if self.loss_name == "poisson" and (Ym < 0).any():
-            raise ValueError("Y has negative values, which the poisson loss does not allow")
         if self.class_weight is not None:
             sw = self.targets.apply_class_weight(self.class_weight, Ym, sw, self.dtype)
         return X, Ym, sw
@@ -200,7 +212,7 @@ class MLP:
         if len(validation_data) not in (2, 3):
             raise ValueError("validation_data must be (X_val, Y_val) or (X_val, Y_val, weights)")
         Xv = check_X(validation_data[0], self.dtype, self.n_features, name="validation X")
-        Yv = self.targets.encode(validation_data[1], self.dtype, Xv.shape[0])
+        Yv = self._encode(validation_data[1], Xv.shape[0], "validation Y")
         swv = None
         if len(validation_data) == 3:
             swv = check_sample_weight(validation_data[2], Xv.shape[0], self.dtype)
@@ -370,7 +382,7 @@ class MLP:
     # -- loss, gradients, score -----------------------------------------------------------------
     def _prepare(self, X, Y, sample_weight):
         X = self._check_X(X)
-        Ym = self.targets.encode(Y, self.dtype, X.shape[0])
+        Ym = self._encode(Y, X.shape[0])
         sw = check_sample_weight(sample_weight, X.shape[0], self.dtype)
         return X, Ym, sw
 
@@ -434,7 +446,7 @@ class MLP:
             "early_stopping": self.early_stopping, "validation_fraction": self.validation_fraction,
             "class_weight": (list(self.class_weight.items()) if isinstance(self.class_weight, dict)
                              else self.class_weight),
-            "verbose": self.verbose, "n_threads": self.n_threads,
+            "verbose": self.verbose, "n_threads": self.n_threads, "task": self.task,
         }
 
     @staticmethod
@@ -532,7 +544,8 @@ class MLP:
             raise ValueError("parameters contain NaN or infinity")
         if tuple(sizes[1:-1]) != model.hidden:
             raise ValueError("layer sizes do not match the settings")
-        targets = Targets.from_dict(meta["targets"], arrays.get("classes"))
+        targets = Targets.from_dict(meta["targets"], arrays.get("classes"),
+                                    numeric_labels=model.task == "classification")
         if targets.n_outputs != sizes[-1]:
             raise ValueError("output width does not match the targets")
         output, loss = meta["output"], meta["loss"]

@@ -1,16 +1,27 @@
 """What the targets mean: classification labels or regression values, and their encoding.
 
-``Targets.from_y`` decides the task from Y, as documented in :func:`mlpcore.fit`:
+``Targets.from_y`` decides the task, as documented in :func:`mlpcore.fit`:
 
-* 1-D integers, booleans or strings (or an (N, 1) column of them): classification over the
-  sorted unique labels, encoded one-hot;
-* 2-D 0/1 rows with exactly one 1 (one-hot): classification over the K columns;
-* anything else numeric: regression on the values as given.
+* ``task=`` given: it decides ('classification' or 'regression').
+* An explicit regression output or loss decides next: ``output='exp'``, ``loss='poisson'``
+  or ``output='identity'`` means regression, whatever the values look like (Poisson counts
+  are integers, and still not classes).
+* Otherwise 1-D integers, booleans or strings (or an (N, 1) column of them) mean
+  classification over the sorted unique labels, encoded one-hot; a 2-D 0/1 matrix whose
+  every row holds exactly one 1 means classification over its K columns (one-hot), unless
+  ``output='sigmoid'``; any other 2-D 0/1 matrix (a row with no 1 or several), or any 0/1
+  matrix with ``output='sigmoid'``, means multi-label classification: K independent yes/no
+  labels; anything else numeric means regression on the values as given.
+
+A model trained on one-hot rows also takes 1-D labels (column indices), as its ``predict``
+returns, wherever it takes targets.
 """
 
 import numpy as np
 
 from mlpcore._validation import _as_numeric_array, check_finite
+
+TASKS = ("classification", "regression")
 
 
 def _as_array(a, name):
@@ -27,16 +38,31 @@ def _as_array(a, name):
 def _is_label_array(y):
     if y.dtype.kind in "biuUS":
         return True
-    if y.dtype.kind == "O":
-        kinds = {type(v) for v in y.ravel()[:1000]}
+    if y.dtype.kind == "O":  # every element: a float after many labels must not slip by
+        kinds = {type(v) for v in y.ravel()}
         return all(issubclass(k, (str, int, np.integer, bool, np.bool_)) for k in kinds)
     return False
 
 
+def _is_indicator(y):
+    """A 2-D matrix of at least two columns holding only 0 and 1."""
+    return (y.ndim == 2 and y.shape[1] >= 2 and y.dtype.kind in "biuf"
+            and bool(np.isin(y, (0, 1)).all()))
+
+
 def _is_one_hot(y):
-    if y.ndim != 2 or y.shape[1] < 2 or y.dtype.kind not in "biuf":
-        return False
-    return bool(np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all())
+    return _is_indicator(y) and bool((y.sum(axis=1) == 1).all())
+
+
+def infer_task(y, output=None, loss=None):
+    """The task ``Targets.from_y`` gives Y when ``task`` is not given (see the module)."""
+    if output in ("exp", "identity") or loss == "poisson":
+        return "regression"
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.ravel()
+    if (y.ndim == 1 and _is_label_array(y)) or _is_indicator(y):
+        return "classification"
+    return "regression"
 
 
 class Targets:
@@ -53,86 +79,120 @@ class Targets:
         Classification from one-hot rows: predictions are column indices.
     single_sigmoid : bool
         Two classes with one sigmoid output giving P(classes[1]).
+    multilabel : bool
+        K independent 0/1 labels (a 0/1 indicator matrix): ``classes`` are the column
+        indices; predictions are 0/1 rows.
     ndim : int
         Dimensions of Y as given (regression on 1-D targets predicts 1-D values).
     """
 
-    def __init__(self, task, classes, n_outputs, one_hot=False, single_sigmoid=False, ndim=2):
+    def __init__(self, task, classes, n_outputs, one_hot=False, single_sigmoid=False, ndim=2,
+                 multilabel=False):
         self.task = task
         self.classes = classes
         self.n_outputs = n_outputs
         self.one_hot = one_hot
         self.single_sigmoid = single_sigmoid
+        self.multilabel = multilabel
         self.ndim = ndim
 
     @classmethod
-    def from_y(cls, Y, output, classes=None):
-        """Infer the task from Y; ``output`` (if given) may shape the encoding.
+    def from_y(cls, Y, output=None, loss=None, task=None, classes=None):
+        """Decide the task and encoding from Y (see the module docstring).
 
         With exactly two classes and ``output='sigmoid'`` the network gets one output unit,
         P(y = classes[1]), like the tutorial's XOR network and scikit-learn's binary MLP.
         ``classes`` (for ``partial_fit``) lists every label that can occur, when the first
         Y may not show them all.
+
+        Parameters
+        ----------
+        Y : array-like
+        output, loss : str or None
+            The output activation and loss asked for (canonical names), or None.
+        task : {'classification', 'regression'} or None
+            None: inferred.
+        classes : array-like, optional
         """
+        if task is not None and task not in TASKS:
+            raise ValueError(f"task must be 'classification', 'regression' or None, got "
+                             f"{task!r}")
         if classes is not None:
             Y = _as_array(classes, "classes")
-            if Y.ndim != 1 or not _is_label_array(Y):
-                raise ValueError("classes must be a 1-D array of labels (integers, booleans "
-                                 "or strings)")
+            if Y.ndim != 1 or not (_is_label_array(Y) or Y.dtype.kind == "f"):
+                raise ValueError("classes must be a 1-D array of labels (integers, booleans, "
+                                 "strings, or numbers with task='classification')")
+            task = task or "classification"
         y = _as_array(Y, "Y")
-        if y.ndim == 2 and y.shape[1] == 1 and _is_label_array(y):
+        if y.ndim == 0:
+            raise ValueError("Y must be 1-D or 2-D, got 0-D (a scalar)")
+        task = task or infer_task(y, output, loss)
+        if task == "regression":
+            y = _as_numeric_array(y, "Y")
+            if y.ndim not in (1, 2):
+                raise ValueError(f"Y must be 1-D or 2-D, got {y.ndim}-D")
+            if y.ndim == 2 and y.shape[1] == 0:
+                raise ValueError("Y has no columns: shape (N, 0)")
+            return cls("regression", None, 1 if y.ndim == 1 else y.shape[1], ndim=y.ndim)
+        if y.ndim == 2 and y.shape[1] == 1:
             y = y.ravel()
-        if y.ndim == 1 and _is_label_array(y):
-            if y.dtype.kind == "O":
-                try:
-                    classes = np.unique(y)
-                except TypeError:
-                    raise TypeError(
-                        "labels in Y must all be of one kind (all str or all int)") from None
-                classes = classes.astype(str if isinstance(classes[0], str) else np.int64)
-            else:
-                classes = np.unique(y)
-            if len(classes) < 2:
-                raise ValueError(f"classification needs at least two classes, Y has {len(classes)}")
-            single = len(classes) == 2 and output == "sigmoid"
-            return cls("classification", classes, 1 if single else len(classes),
-                       single_sigmoid=single, ndim=1)
-        if _is_one_hot(y):
-            return cls("classification", np.arange(y.shape[1]), y.shape[1], one_hot=True, ndim=2)
-        y = _as_numeric_array(y, "Y")
-        if y.ndim not in (1, 2):
+        if y.ndim == 2:
+            if not _is_indicator(y):
+                raise ValueError(
+                    "2-D classification targets must be 0/1: one-hot rows (one class each) or "
+                    f"a multi-label indicator; got shape {y.shape} with other values")
+            if _is_one_hot(y) and output != "sigmoid":
+                return cls("classification", np.arange(y.shape[1]), y.shape[1], one_hot=True,
+                           ndim=2)
+            return cls("classification", np.arange(y.shape[1]), y.shape[1], ndim=2,
+                       multilabel=True)
+        if y.ndim != 1:
             raise ValueError(f"Y must be 1-D or 2-D, got {y.ndim}-D")
-        return cls("regression", None, 1 if y.ndim == 1 else y.shape[1], ndim=y.ndim)
+        classes = _sorted_labels(y)
+        if len(classes) < 2:
+            raise ValueError(f"classification needs at least two classes, Y has {len(classes)}")
+        single = len(classes) == 2 and output == "sigmoid"
+        return cls("classification", classes, 1 if single else len(classes),
+                   single_sigmoid=single, ndim=1)
 
-    def encode(self, Y, dtype, n_samples):
+    def encode(self, Y, dtype, n_samples, name="Y"):
         """Return Y as the (N, K) C-contiguous target matrix the engine trains on."""
         if self.task == "regression":
-            y = _as_numeric_array(Y, "Y")
+            y = _as_numeric_array(Y, name)
             if y.ndim == 1:
                 y = y.reshape(-1, 1)
             if y.ndim != 2:
-                raise ValueError(f"Y must be 1-D or 2-D, got {y.ndim}-D")
+                raise ValueError(f"{name} must be 1-D or 2-D, got {y.ndim}-D")
             if y.shape[0] != n_samples:
-                raise ValueError(f"X has {n_samples} samples but Y has {y.shape[0]}")
+                raise ValueError(f"X has {n_samples} samples but Y has {y.shape[0]}"
+                                 + ("" if name == "Y" else f" ({name})"))
             if y.shape[1] != self.n_outputs:
-                raise ValueError(f"Y has {y.shape[1]} columns, the model {self.n_outputs} outputs")
+                raise ValueError(f"{name} has {y.shape[1]} columns, the model "
+                                 f"{self.n_outputs} outputs")
             y = np.ascontiguousarray(y, dtype=dtype)
-            check_finite(y, "Y")
+            check_finite(y, name)
             return y
-        y = _as_array(Y, "Y")
+        y = _as_array(Y, name)
         if y.ndim == 0:
-            raise ValueError("Y must be 1-D class labels or 2-D one-hot rows, got a scalar")
+            raise ValueError(f"{name} must be 1-D class labels or 2-D 0/1 rows, got a scalar")
         if y.shape[0] != n_samples:
-            raise ValueError(f"X has {n_samples} samples but Y has {y.shape[0]}")
-        if self.one_hot:
+            raise ValueError(f"X has {n_samples} samples but Y has {y.shape[0]}"
+                                 + ("" if name == "Y" else f" ({name})"))
+        if self.multilabel:
+            if not _is_indicator(y) or y.shape[1] != self.n_outputs:
+                raise ValueError(f"{name} must be 0/1 label rows over {self.n_outputs} columns "
+                                 f"(multi-label), got shape {y.shape}")
+            return np.ascontiguousarray(y, dtype=dtype)
+        if self.one_hot and y.ndim == 2 and y.shape[1] != 1:
             if not _is_one_hot(y) or y.shape[1] != self.n_outputs:
-                raise ValueError(f"Y must be one-hot rows over {self.n_outputs} columns")
+                raise ValueError(f"{name} must be one-hot rows over {self.n_outputs} columns, or "
+                                 "1-D labels (column indices)")
             return np.ascontiguousarray(y, dtype=dtype)
         y = y.ravel() if (y.ndim == 2 and y.shape[1] == 1) else y
         if y.ndim != 1:
-            raise ValueError(f"Y must be 1-D class labels, got shape {y.shape}")
+            raise ValueError(f"{name} must be 1-D class labels, got shape {y.shape}")
         if y.dtype.kind == "f" and not np.isfinite(y).all():
-            raise ValueError("Y contains NaN or infinity")
+            raise ValueError(f"{name} contains NaN or infinity")
         idx = self.class_indices(y)
         if self.single_sigmoid:
             return np.ascontiguousarray(idx.reshape(-1, 1), dtype=dtype)
@@ -165,8 +225,8 @@ class Targets:
         if self.single_sigmoid:
             p = A[:, 0]
             return np.column_stack([1 - p, p])
-        if output == "softmax":
-            return A
+        if output == "softmax" or self.multilabel:
+            return A  # multi-label: each column its own probability
         P = np.clip(A, 0, None) if output == "identity" else A.copy()
         total = P.sum(axis=1, keepdims=True)
         empty = total[:, 0] <= 0
@@ -180,6 +240,8 @@ class Targets:
             return A[:, 0].copy() if self.ndim == 1 else A
         if self.single_sigmoid:
             return self.classes[(A[:, 0] > 0.5).astype(np.intp)]
+        if self.multilabel:
+            return (A > 0.5).astype(np.int64)
         return self.classes[np.argmax(A, axis=1)]
 
     def class_index_of_rows(self, Ym):
@@ -189,8 +251,10 @@ class Targets:
         return np.argmax(Ym, axis=1)
 
     def labels_for_stratification(self, Ym):
-        """Per-row class for a stratified split, or None (regression, multi-output targets)."""
-        return self.class_index_of_rows(Ym) if self.task == "classification" else None
+        """Per-row class for a stratified split, or None (regression, multi-label)."""
+        if self.task != "classification" or self.multilabel:
+            return None
+        return self.class_index_of_rows(Ym)
 
     def apply_class_weight(self, class_weight, Ym, sw, dtype):
         """Multiply per-sample weights by the weight of each sample's class.
@@ -198,8 +262,8 @@ class Targets:
         ``'balanced'`` weighs class c by N / (n_classes * N_c), as scikit-learn does; a dict
         maps labels to weights (labels not in it weigh 1).
         """
-        if self.task != "classification":
-            raise ValueError("class_weight is only for classification")
+        if self.task != "classification" or self.multilabel:
+            raise ValueError("class_weight is only for (single-label) classification")
         idx = self.class_index_of_rows(Ym)
         n_classes = len(self.classes)
         if class_weight == "balanced":
@@ -227,6 +291,9 @@ class Targets:
 
         A are output activations, Ym the encoded targets, sw optional sample weights.
         """
+        if self.multilabel:  # subset accuracy: every label of a row right
+            hits = ((A > 0.5) == (Ym > 0.5)).all(axis=1)
+            return float(np.average(hits, weights=sw))
         if self.task == "classification":
             if self.single_sigmoid:
                 pred = (A[:, 0] > 0.5).astype(np.intp)
@@ -244,11 +311,15 @@ class Targets:
     def to_dict(self):
         """The encoding as JSON values (the classes travel separately, as an array)."""
         return {"task": self.task, "n_outputs": self.n_outputs, "one_hot": self.one_hot,
-                "single_sigmoid": self.single_sigmoid, "ndim": self.ndim}
+                "single_sigmoid": self.single_sigmoid, "multilabel": self.multilabel,
+                "ndim": self.ndim}
 
     @classmethod
-    def from_dict(cls, d, classes):
+    def from_dict(cls, d, classes, numeric_labels=False):
         """The inverse of :meth:`to_dict`, checked (it may come from an untrusted file).
+
+        ``numeric_labels``: the model was told ``task='classification'``, so its classes may
+        be real numbers (0.0, 1.0, 2.0); otherwise only integers, booleans and strings.
 
         Raises
         ------
@@ -258,8 +329,10 @@ class Targets:
         """
         task = d["task"]
         if task == "classification":
-            if classes is None or classes.ndim != 1 or classes.dtype.kind not in "biuUS":
-                raise ValueError("classification model without valid classes")
+            kinds = "biufUS" if numeric_labels else "biuUS"
+            if classes is None or classes.ndim != 1 or classes.dtype.kind not in kinds:
+                raise ValueError("classification model without valid classes (real-valued "
+                                 "classes need task='classification')")
             if len(classes) < 2 or not (classes[1:] > classes[:-1]).all():
                 raise ValueError("classes must be at least two sorted, unique labels")
             classes = np.array(classes, copy=True)
@@ -268,13 +341,31 @@ class Targets:
         else:
             raise ValueError(f"unknown task {task!r}")
         n_outputs, ndim = d["n_outputs"], d["ndim"]
-        flags = (d["one_hot"], d["single_sigmoid"])
+        flags = (d["one_hot"], d["single_sigmoid"], d.get("multilabel", False))
         if not (isinstance(n_outputs, int) and not isinstance(n_outputs, bool) and n_outputs >= 1
                 and ndim in (1, 2) and type(ndim) is int
                 and all(isinstance(f, bool) for f in flags)):
             raise ValueError(f"malformed targets {d!r}")
+        if sum(flags) > 1:
+            raise ValueError(f"malformed targets {d!r}: one_hot, single_sigmoid and multilabel "
+                             "exclude each other")
         targets = cls(task, classes, n_outputs, one_hot=flags[0], single_sigmoid=flags[1],
-                      ndim=ndim)
+                      ndim=ndim, multilabel=flags[2])
         if classes is not None and len(classes) != (2 if targets.single_sigmoid else n_outputs):
             raise ValueError("number of classes does not match the output width")
         return targets
+
+
+def _sorted_labels(y):
+    """The sorted unique labels of a 1-D Y (object arrays of one kind of label included)."""
+    if y.dtype.kind == "O":
+        try:
+            classes = np.unique(y)
+        except TypeError:
+            raise TypeError("labels in Y must all be of one kind (all str or all int)") from None
+        return classes.astype(str if isinstance(classes[0], str) else np.int64)
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError("Y contains NaN or infinity")
+    if y.dtype.kind == "c":
+        raise TypeError(f"Y has complex dtype {y.dtype}; labels must be real")
+    return np.unique(y)
