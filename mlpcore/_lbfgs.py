@@ -56,7 +56,8 @@ class LBFGSIterations:
         self.max_iter = max_iter
         self.workspace = workspace
         self.grad = np.empty_like(model._theta)
-        self.accepted = model._theta.astype(np.float64)  # the last iterate (x0 at first)
+        self.accepted = model._theta.astype(np.float64)  # scipy's last iterate (x0 at first)
+        self.recorded = self.accepted  # the last iterate the driver took (and recorded)
         self.converged = False
         self.message = ""
         self._turn = threading.Condition()
@@ -145,7 +146,8 @@ class LBFGSIterations:
         if kind == "error":
             raise value
         if kind == "iteration":
-            m._theta[:] = self.accepted
+            self.recorded = self.accepted
+            m._theta[:] = self.recorded
             m.optimizer.t += 1
             return Step("done", value, 0)
         res = value  # "finished": scipy ended by its own tests (or gave up)
@@ -172,5 +174,6 @@ class LBFGSIterations:
         thread.join()
         if kind == "finished":
             self.message = str(value.message)
-        # A stop can come in the middle of a line search: go back to the accepted iterate.
-        self.model._theta[:] = self.accepted
+        # A stop can come in a line search, or after an iteration the driver never took:
+        # go back to the last iterate it took, which its history and step count describe.
+        self.model._theta[:] = self.recorded

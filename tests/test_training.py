@@ -412,6 +412,8 @@ def test_ctrl_c_stops_lbfgs_promptly_and_ends_its_thread(rng):
     assert len(model.history["loss"]) == model.optimizer.t
     assert np.isfinite(model._theta).all()
     assert np.isfinite(model.loss(X, y))
+    # The parameters are those of the last recorded iteration, not one scipy took after it.
+    assert model.loss(X, y) == pytest.approx(model.history["loss"][-1], rel=1e-12)
     assert 0 <= model.score(X[:100], y[:100]) <= 1
 
 
