@@ -12,7 +12,8 @@ from mlpcore._fit import fit
 from mlpcore._model import MLP, load
 from mlpcore._optimizers import LBFGS, SGD, Adam, Momentum, Nesterov, Optimizer, Solver
 from mlpcore._results import (
-    NotFittedError, TrainingDivergedWarning, TrainingInterruptedWarning, TrainingResult,
+    NotFittedError, TrainingDivergedWarning, TrainingFailedWarning, TrainingInterruptedWarning,
+    TrainingResult,
 )
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ __all__ = [
     "Optimizer",
     "Solver",
     "TrainingDivergedWarning",
+    "TrainingFailedWarning",
     "TrainingInterruptedWarning",
     "TrainingResult",
     "fit",

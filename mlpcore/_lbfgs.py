@@ -43,9 +43,10 @@ class LBFGSIterations:
 
     Attributes
     ----------
-    converged : bool
-        scipy stopped by its own tests (gradient below ``tol``, or ``ftol``) before
-        ``max_iter`` iterations.
+    ended : {None, 'converged', 'failed'}
+        How scipy ended before ``max_iter`` iterations: by its own convergence tests
+        (gradient below ``tol``, or ``ftol``), or without converging (a line search that
+        found no decrease, too many evaluations); ``message`` says which.
     """
 
     scheduled = False
@@ -58,7 +59,7 @@ class LBFGSIterations:
         self.grad = np.empty_like(model._theta)
         self.accepted = model._theta.astype(np.float64)  # scipy's last iterate (x0 at first)
         self.recorded = self.accepted  # the last iterate the driver took (and recorded)
-        self.converged = False
+        self.ended = None
         self.message = ""
         self._turn = threading.Condition()
         self._worker_runs = False  # whose turn it is: the helper thread's or the driver's
@@ -155,7 +156,7 @@ class LBFGSIterations:
         if not np.isfinite(res.x).all():
             return Step("diverged")
         m._theta[:] = res.x
-        self.converged = bool(res.success)
+        self.ended = "converged" if res.success else "failed"
         return Step("finished", message=self.message)
 
     def close(self, completed):

@@ -19,6 +19,11 @@ class TrainingDivergedWarning(RuntimeWarning):
     """The loss became NaN or infinite; training stopped and the last finite parameters kept."""
 
 
+class TrainingFailedWarning(RuntimeWarning):
+    """The solver stopped without converging (L-BFGS: a line search found no decrease, or
+    the evaluation budget ran out); the model keeps its last iterate."""
+
+
 class TrainingInterruptedWarning(UserWarning):
     """Training was interrupted (Ctrl-C); the model keeps the last complete batch's state."""
 
@@ -32,7 +37,7 @@ class TrainingResult:
         Epochs completed (L-BFGS: iterations).
     stop_reason : str or None
         None when all requested epochs ran; else 'plateau', 'callback', 'interrupted',
-        'diverged' or 'converged' (L-BFGS).
+        'diverged', 'converged' (L-BFGS) or 'failed' (L-BFGS stopped without converging).
     best_loss, best_validation : float or None
         Best training loss, and best monitored validation value (early stopping).
     message : str

@@ -22,8 +22,9 @@ A method is any object with:
     A context manager for the BLAS thread policy of its products.
 ``close(completed)``
     Release what it holds; ``completed`` is False when the driver stopped early.
-``converged``, ``message``
-    After closing: whether it stopped by its own convergence test, and why it stopped.
+``ended``, ``message``
+    After closing: None, or how it ended by itself before its last step ('converged', or
+    'failed' when it could not go on), and a sentence on why it stopped.
 """
 
 import math
@@ -33,13 +34,16 @@ import numpy as np
 
 import mlpcore._engine as _engine
 from mlpcore._results import (
-    TrainingDivergedWarning, TrainingInterruptedWarning, TrainingResult, warn,
+    TrainingDivergedWarning, TrainingFailedWarning, TrainingInterruptedWarning, TrainingResult,
+    warn,
 )
 from mlpcore._stopping import PlateauMonitor
 from mlpcore._threads import blas_threads
 
 # Used for the adaptive schedule when tol is not given (scikit-learn's default tol).
 _DEFAULT_TOL = 1e-4
+# A training loss growing by more than this factor within one call warns.
+GROWTH_WARNING = 1e6
 
 
 class Step:
@@ -82,7 +86,7 @@ class CompiledEpochs:
 
     scheduled = True
     plateau_rule = True
-    converged = False
+    ended = None
     message = ""
 
     def __init__(self, model, X, Y, sw, batch, workspace):
@@ -102,12 +106,31 @@ class CompiledEpochs:
             m._network, self.workspace, m._theta, self.X, self.Y, self.sw, order, self.batch,
             alpha=m.alpha, **opt.engine_args(learning_rate))
         opt.record_updates(updates)
+        loss = loss_sum / weight_sum if weight_sum > 0 else math.nan
         if status == _engine.EPOCH_INTERRUPTED:
-            return Step("interrupted", message="the model keeps the parameters of the last "
-                                               "complete batch")
+            visited, complete = self._visited(order, updates)
+            if complete:  # Ctrl-C came after the epoch's last batch: the epoch is whole
+                return Step("done", loss, n, message="interrupted after the epoch")
+            return Step("interrupted", samples=visited,
+                        message="the model keeps the parameters of the last complete batch")
         if status == _engine.EPOCH_DIVERGED:
             return Step("diverged")
-        return Step("done", loss_sum / weight_sum if weight_sum > 0 else math.nan, n)
+        return Step("done", loss, n)
+
+    def _visited(self, order, updates):
+        """(samples visited by the first ``updates`` updates of an epoch, whether those
+        were all of its updates). A batch of zero total weight is visited but not applied."""
+        n, batch = self.X.shape[0], self.batch
+        starts = np.arange(0, n, batch)
+        if self.sw is None:
+            applied = np.ones(len(starts), dtype=bool)
+        else:
+            rows = np.arange(n) if order is None else order
+            applied = np.add.reduceat(self.sw[rows], starts) > 0
+        if updates >= applied.sum():
+            return n, True
+        last = np.flatnonzero(applied)[updates - 1] if updates > 0 else -1
+        return min(n, (last + 1) * batch), False
 
     def loss(self):
         return self.model._evaluate(self.X, self.Y, self.sw)[0]
@@ -128,8 +151,9 @@ class _PlateauRule:
         self.validation = (PlateauMonitor(tol, model.n_iter_no_change)
                            if model.early_stopping else None)
         self.best_theta = None
+        self.best_epoch = None
 
-    def after_epoch(self, logs, result):
+    def after_epoch(self, logs, result, epoch):
         """Record an epoch's values. Returns True to stop."""
         model = self.model
         self.loss.update(logs["loss"])
@@ -138,6 +162,7 @@ class _PlateauRule:
         if self.validation is not None and "val_loss" in logs:
             if self.validation.update(logs["val_loss"]):
                 self.best_theta = model._theta.copy()
+                self.best_epoch = epoch
             result.best_validation = self.validation.best_value
             watched = self.validation
         if not (watched.exhausted and (model.early_stopping or model.tol is not None
@@ -154,30 +179,52 @@ class _PlateauRule:
 
 
 class _Fallback:
-    """Parameter states to go back to when the loss blows up: the start of the call and the
+    """Training states to go back to when the loss blows up: the start of the call and the
     starts of the last two epochs (an epoch can end on finite parameters whose loss
-    overflows, in float32 especially, so the start of the diverging one is not enough)."""
+    overflows, in float32 especially, so the start of the diverging one is not enough).
+
+    A state is the parameters, the optimizer's state and step count, the schedule, the
+    samples seen and the length of the history: going back keeps them in agreement.
+    """
 
     def __init__(self, model):
         self.model = model
         self.snapshots = []
 
     def snapshot(self):
-        opt = self.model.optimizer
-        self.snapshots.append((self.model._theta.copy(), [s.copy() for s in opt.state], opt.t))
+        m, opt = self.model, self.model.optimizer
+        lengths = {key: len(values) for key, values in m.history.items()}
+        self.snapshots.append((m._theta.copy(), [s.copy() for s in opt.state], opt.t,
+                               m._schedule.get_state(), m.samples_seen, lengths))
         if len(self.snapshots) > 3:
             del self.snapshots[1]
 
-    def restore(self, loss):
-        """Go back to the newest snapshot at which ``loss()`` is finite."""
-        model, opt = self.model, self.model.optimizer
-        for theta, state, t in reversed(self.snapshots):
-            model._theta[:] = theta
+    def restore(self, loss, result):
+        """Go back to the newest snapshot at which ``loss()`` is finite (or the oldest).
+
+        Returns
+        -------
+        (int, bool)
+            The number of epochs in the history the model keeps, and whether its loss is
+            finite (False: no snapshot had a finite loss; the oldest is kept).
+        """
+        m, opt = self.model, self.model.optimizer
+        for theta, state, t, schedule, seen, lengths in reversed(self.snapshots):
+            m._theta[:] = theta
             for s, old in zip(opt.state, state):
                 s[:] = old
             opt.t = t
+            m._schedule.set_state(schedule)
+            m.samples_seen = seen
+            result.epochs -= len(m.history["loss"]) - lengths["loss"]
+            for key in list(m.history):
+                if key in lengths:
+                    del m.history[key][lengths[key]:]
+                else:
+                    del m.history[key]
             if math.isfinite(loss()):
-                return
+                return len(m.history["loss"]), True
+        return len(m.history["loss"]), False
 
 
 def validation_logs(model, validation):
@@ -189,6 +236,16 @@ def validation_logs(model, validation):
 
 def train(model, method, epochs, validation=None, incremental=False):
     """Run up to ``epochs`` steps of ``method`` on ``model``, with everything around them.
+
+    What it guarantees, whichever method runs:
+
+    * ``history`` holds one entry per completed epoch (iteration), ``optimizer.t`` counts
+      every update applied and ``samples_seen`` every sample those updates visited, and
+      the parameters are those this record describes, also after Ctrl-C and divergence;
+    * the model never ends with non-finite parameters, nor with parameters whose training
+      loss is not finite (the last update of a call is checked too): it goes back to the
+      newest state whose loss is finite and warns (:class:`TrainingDivergedWarning`);
+    * a training loss that grows by more than ``GROWTH_WARNING`` within a call warns.
 
     Parameters
     ----------
@@ -210,8 +267,41 @@ def train(model, method, epochs, validation=None, incremental=False):
     rule = _PlateauRule(model) if method.plateau_rule and not incremental else None
     fallback = _Fallback(model)
     history = model.history
+    first = len(history["loss"])
+    planned = first + epochs
     started = time.perf_counter()
     completed = False
+    pending = None  # a step taken but not yet recorded: (epoch, loss, lr, samples)
+
+    def record(epoch, loss, lr, samples, with_validation=True):
+        logs = {"loss": loss, "lr": lr}
+        if validation is not None and with_validation:
+            logs.update(validation_logs(model, validation))
+        model.samples_seen += samples  # after validation, which a Ctrl-C may interrupt
+        model._schedule.epoch_ended(model.samples_seen)
+        logs["time"] = time.perf_counter() - started
+        for key, value in logs.items():
+            if key != "time":
+                history.setdefault(key, []).append(value)
+        result.epochs += 1
+        if model.verbose:
+            print(format_progress(epoch, logs, planned), flush=True)
+        return logs
+
+    def diverged(lr):
+        kept, finite = fallback.restore(method.loss, result)
+        result.stop_reason = "diverged"
+        if not finite:
+            warn("training diverged: the training loss is NaN or infinite even at the starting "
+                 "parameters (features or targets too large? scale them). Training stopped; "
+                 "the model keeps its starting parameters.", TrainingDivergedWarning)
+            return
+        hint = (f" (learning rate {lr:g} is probably too large; try a smaller one)"
+                if method.scheduled else "")
+        warn(f"training diverged in epoch {kept + 1}: the loss became NaN or infinite{hint}. "
+             "Training stopped; the model keeps the last parameters whose training loss is "
+             "finite.", TrainingDivergedWarning)
+
     with method.threads():
         try:
             for _ in range(epochs):
@@ -222,35 +312,26 @@ def train(model, method, epochs, validation=None, incremental=False):
                 if step.status == "finished":
                     break
                 if step.status == "interrupted":
+                    model.samples_seen += step.samples
                     result.stop_reason = "interrupted"
                     warn(f"training interrupted by the user during epoch {epoch}; "
                          f"{step.message}", TrainingInterruptedWarning)
                     break
                 if (step.status == "diverged" or not math.isfinite(step.loss)
                         or not np.isfinite(model._theta).all()):
-                    fallback.restore(method.loss)
-                    result.stop_reason = "diverged"
-                    hint = (f" (learning rate {lr:g} is probably too large; try a smaller one)"
-                            if method.scheduled else "")
-                    warn(f"training diverged in epoch {epoch}: the loss became NaN or "
-                         f"infinite{hint}. Training stopped; the model keeps the last "
-                         "parameters whose training loss is finite.", TrainingDivergedWarning)
+                    diverged(lr)
                     break
-                model.samples_seen += step.samples
-                model._schedule.epoch_ended(model.samples_seen)
-                logs = {"loss": step.loss, "lr": lr}
-                if validation is not None:
-                    logs.update(validation_logs(model, validation))
-                logs["time"] = time.perf_counter() - started
-                for key, value in logs.items():
-                    if key != "time":
-                        history.setdefault(key, []).append(value)
-                result.epochs += 1
-                if model.verbose:
-                    print(format_progress(epoch, logs), flush=True)
+                pending = (epoch, step.loss, lr, step.samples)
+                logs = record(*pending)
+                pending = None
+                if step.message == "interrupted after the epoch":
+                    result.stop_reason = "interrupted"
+                    warn(f"training interrupted by the user at the end of epoch {epoch}",
+                         TrainingInterruptedWarning)
+                    break
                 if incremental:
                     continue
-                stop = rule is not None and rule.after_epoch(logs, result)
+                stop = rule is not None and rule.after_epoch(logs, result, epoch)
                 if model.callback is not None and model.callback(epoch, model, logs) is False:
                     result.stop_reason = "callback"
                     stop = True
@@ -259,22 +340,54 @@ def train(model, method, epochs, validation=None, incremental=False):
             else:
                 completed = True
         except KeyboardInterrupt:
-            # Ctrl-C outside the engine (between epochs): every epoch so far is complete.
+            # Ctrl-C in Python between engine calls: a step taken is still recorded.
+            if pending is not None:
+                record(*pending, with_validation=False)
             result.stop_reason = "interrupted"
             warn("training interrupted by the user between epochs", TrainingInterruptedWarning)
         finally:
             method.close(completed)
-    if result.stop_reason is None and method.converged:
-        result.stop_reason = "converged"
+        final = None  # the loss after the call's last update, when it must be looked at
+        if result.stop_reason not in ("diverged", "interrupted") and not _outputs_bounded(model):
+            final = method.loss()
+            if not math.isfinite(final):
+                diverged(lr)
     result.message = result.message or method.message
+    if result.stop_reason is None and method.ended is not None:
+        result.stop_reason = method.ended
+        if method.ended == "failed":
+            warn(f"training stopped after {result.epochs} iterations without converging: "
+                 f"{result.message}", TrainingFailedWarning)
     if rule is not None and rule.best_theta is not None:
         model._theta[:] = rule.best_theta  # restore the best validation weights
+    if model.verbose and result.stop_reason == "plateau":
+        restored = (f"; restored the weights of epoch {rule.best_epoch}"
+                    if rule.best_theta is not None else "")
+        print(f"stopped at epoch {len(history['loss'])}: {result.message}{restored}", flush=True)
+    losses = history["loss"][first:] + ([final] if final is not None and
+                                         math.isfinite(final) else [])
+    if (result.stop_reason != "diverged" and len(losses) >= 2 and losses[0] > 0
+            and losses[-1] > GROWTH_WARNING * losses[0]):
+        ran = len(history["loss"]) - first
+        warn(f"the training loss grew from {losses[0]:.4g} to {losses[-1]:.4g} in {ran} "
+             f"epoch{'s' if ran != 1 else ''}: training is diverging; try a smaller learning "
+             "rate or scaled features", TrainingDivergedWarning)
     return result
 
 
-def format_progress(epoch, logs):
-    """One line of progress: epoch, losses, validation score, learning rate, seconds."""
-    parts = [f"epoch {epoch:4d}", f"loss {logs['loss']:.6f}"]
+def _outputs_bounded(model):
+    """Whether finite parameters guarantee finite outputs for any input: bounded hidden units
+    (sigmoid, tanh) feeding a squashing output (softmax, sigmoid). Then the final check of
+    :func:`train` needs no extra pass over the data."""
+    return (len(model.hidden) > 0 and model.activation in ("sigmoid", "tanh")
+            and model.output in ("softmax", "sigmoid") and bool(np.isfinite(model._theta).all()))
+
+
+def format_progress(epoch, logs, planned=None):
+    """One line of progress: epoch k/N, losses, validation score, learning rate, seconds."""
+    width = len(str(planned or epoch))
+    parts = [f"epoch {epoch:{width}d}" + (f"/{planned}" if planned else ""),
+             f"loss {logs['loss']:.6f}"]
     if "val_loss" in logs:
         parts += [f"val_loss {logs['val_loss']:.6f}", f"val_score {logs['val_score']:.4f}"]
     if logs.get("lr") is not None and not math.isnan(logs["lr"]):

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import mlpcore
 from _helpers import classification_data as data
+from mlpcore import _engine
 from _helpers import params, problems, quiet_fit, same_weights
 
 
@@ -253,7 +254,24 @@ def test_verbose_prints_one_line_per_epoch(rng, capsys):
     mlpcore.fit(X, y, hidden=(4,), epochs=3, verbose=True, validation_fraction=0.25)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
-    assert lines[0].startswith("epoch    1") and "val_score" in lines[0] and "loss" in lines[0]
+    assert lines[0].startswith("epoch 1/3  ") and "val_score" in lines[0] and "loss" in lines[0]
+    assert lines[2].startswith("epoch 3/3  ")
+
+
+def test_verbose_counts_epochs_over_the_models_life_and_says_why_it_stopped(rng, capsys):
+    X, y = data(rng, n=200)
+    model = mlpcore.fit(X, y, hidden=(4,), epochs=2, verbose=True, seed=0)
+    model.fit_more(X, y, epochs=2)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("  ")[0] for line in lines] == [
+        "epoch 1/2", "epoch 2/2", "epoch 3/4", "epoch 4/4"]
+    model = mlpcore.fit(X, y, hidden=(4,), epochs=500, verbose=True, seed=0,
+                        early_stopping=True, n_iter_no_change=2, learning_rate=2.0)
+    assert model.training_result.stop_reason == "plateau"
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    best = int(np.argmin(model.history["val_loss"])) + 1
+    assert last == (f"stopped at epoch {len(model.history['loss'])}: "
+                    f"{model.training_result.message}; restored the weights of epoch {best}")
 
 
 # -- sample and class weights -------------------------------------------------------------------
@@ -373,6 +391,114 @@ def test_ctrl_c_stops_after_the_current_batch(rng):
     assert all(np.isfinite(w).all() for w in model.weights + model.biases)
     assert model.optimizer.t > 0
     assert 0 <= model.score(X[:100], y[:100]) <= 1
+    # One sample per update: every update applied is a sample seen, and the history holds
+    # exactly the epochs completed.
+    assert model.samples_seen == model.optimizer.t
+    assert len(model.history["loss"]) == model.samples_seen // 20000
+
+
+def interrupt_after_engine_calls(monkeypatch, calls):
+    """Make the engine report Ctrl-C after its ``calls``-th whole epoch (the signal arriving
+    when the epoch's last batch is done, as the engine checks between segments)."""
+    real = _engine.train_epoch
+    count = [0]
+
+    def train_epoch(*args, **kwargs):
+        out = real(*args, **kwargs)
+        count[0] += 1
+        return (*out[:3], _engine.EPOCH_INTERRUPTED) if count[0] == calls else out
+
+    monkeypatch.setattr(_engine, "train_epoch", train_epoch)
+
+
+@pytest.mark.parametrize("batch_size", [None, 16, 1])
+def test_ctrl_c_after_an_epochs_last_batch_records_that_epoch(rng, monkeypatch, batch_size):
+    X, y = data(rng, n=64)
+    interrupt_after_engine_calls(monkeypatch, 3)
+    with pytest.warns(mlpcore.TrainingInterruptedWarning, match="end of epoch 3"):
+        model = mlpcore.fit(X, y, hidden=(4,), epochs=10, seed=0, batch_size=batch_size)
+    monkeypatch.undo()
+    reference = mlpcore.fit(X, y, hidden=(4,), epochs=3, seed=0, batch_size=batch_size)
+    assert model.training_result.stop_reason == "interrupted"
+    assert model.history["loss"] == reference.history["loss"]
+    assert model.optimizer.t == reference.optimizer.t
+    assert model.samples_seen == reference.samples_seen == 3 * 64
+    assert same_weights(model, reference)
+
+
+def test_ctrl_c_during_validation_still_records_the_epoch_it_ended(rng, monkeypatch):
+    from mlpcore import _training
+
+    X, y = data(rng, n=64)
+    real = _training.validation_logs
+    calls = [0]
+
+    def validation_logs(model, validation):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise KeyboardInterrupt
+        return real(model, validation)
+
+    monkeypatch.setattr(_training, "validation_logs", validation_logs)
+    with pytest.warns(mlpcore.TrainingInterruptedWarning):
+        model = mlpcore.fit(X, y, hidden=(4,), epochs=10, seed=0, batch_size=None,
+                            validation_data=(X, y))
+    assert len(model.history["loss"]) == model.optimizer.t == 2
+    assert model.samples_seen == 2 * 64
+    assert len(model.history["val_loss"]) == 1  # the second epoch had no validation
+
+
+# -- divergence in the last update, and a loss that runs away -----------------------------------
+
+@pytest.mark.parametrize("case", ["poisson", "regression", "tutorial"])
+def test_divergence_in_the_last_update_is_caught(rng, case):
+    X = rng.normal(size=(100, 3))
+    y, kw = {
+        "poisson": (rng.poisson(np.exp(X[:, 0])), dict(output="exp", loss="poisson",
+                                                       learning_rate=1000)),
+        "regression": (X.sum(axis=1), dict(learning_rate=1e308)),
+        "tutorial": (np.eye(2)[(X[:, 0] > 0).astype(int)],
+                     dict(output="sigmoid", loss="mse", activation="relu",
+                          learning_rate=1e308)),
+    }[case]
+    with pytest.warns(mlpcore.TrainingDivergedWarning):
+        model = mlpcore.fit(X, y, batch_size=None, epochs=1, seed=0, **kw)
+    assert model.training_result.stop_reason == "diverged"
+    assert all(np.isfinite(p).all() for p in params(model))
+    assert np.isfinite(model.forward(X)).all() and np.isfinite(model.loss(X, y))
+    assert len(model.history["loss"]) == model.optimizer.t  # the discarded epoch is not kept
+
+
+def test_a_last_update_that_makes_the_loss_explode_warns(rng):
+    X = rng.normal(size=(100, 3))
+    counts = rng.poisson(np.exp(X[:, 0]))
+    with pytest.warns(mlpcore.TrainingDivergedWarning, match=r"grew from .* in 1 epoch: "):
+        model = mlpcore.fit(X, counts, output="exp", batch_size=None, epochs=1,
+                            learning_rate=100, seed=0)
+    assert model.loss(X, counts) > 1e6 * model.history["loss"][0]
+
+
+def test_a_loss_that_grows_by_orders_of_magnitude_warns():
+    datasets = pytest.importorskip("sklearn.datasets")
+    d = datasets.load_linnerud()  # raw targets in the hundreds: the default rate runs away
+    with pytest.warns(mlpcore.TrainingDivergedWarning, match="grew from .* in 100 epochs"):
+        model = mlpcore.fit(d.data, d.target, seed=0)
+    assert model.history["loss"][-1] > 1e6 * model.history["loss"][0]
+
+
+def test_lbfgs_stopping_without_converging_warns_and_says_why(rng):
+    X = rng.normal(size=(100, 3))
+    y = X.sum(axis=1)
+    with pytest.warns(mlpcore.TrainingFailedWarning, match="without converging"):
+        model = mlpcore.fit(X, y, hidden=(4,), seed=0, optimizer=mlpcore.LBFGS(max_fun=3),
+                            epochs=100)
+    assert model.training_result.stop_reason == "failed"
+    assert model.training_result.message
+    assert len(model.history["loss"]) == model.optimizer.t < 100
+    # Targets whose loss overflows even at the start: said, not hidden behind an empty history.
+    with pytest.warns(mlpcore.TrainingDivergedWarning, match="even at the starting"):
+        model = mlpcore.fit(X, y * 1e200, hidden=(4,), seed=0, optimizer="lbfgs")
+    assert model.training_result.stop_reason == "diverged"
 
 
 def lbfgs_threads():
