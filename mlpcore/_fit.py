@@ -8,7 +8,7 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
         init=None, optimizer="sgd", alpha=0.0, sample_weight=None, schedule="constant",
         power_t=0.5, tol=None, n_iter_no_change=10, early_stopping=False,
         validation_fraction=None, validation_data=None, class_weight=None, verbose=False,
-        callback=None, n_threads=None, task=None):
+        callback=None, n_threads=None, task=None, scale=None):
     """Train a multilayer perceptron on (X, Y) and return the model.
 
     The network is the tutorial's, generalised: ``Z_l = A_{l-1} W_l + b_l``,
@@ -105,6 +105,14 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
     task : {'classification', 'regression'}, optional
         What Y is; None infers it (see ``Y``). ``task='classification'`` classifies numeric
         labels such as 0.0/1.0/2.0; ``task='regression'`` fits integer targets as values.
+    scale : {None, 'standard', 'minmax'}, default None
+        Let the model scale its inputs: per feature, (x - mean) / std ('standard') or
+        (x - min) / (max - min) ('minmax'), computed on the X of the first fit (or
+        partial_fit) and applied to every X the model is given afterwards, so it takes raw
+        data; ``model.scaling`` holds (shift, scale), and ``weights`` act on the scaled
+        features (``model.scaling.fold(W1, b1)`` gives the first layer for raw ones).
+        None (the tutorial's maths as given) warns when the features' standard deviations
+        differ by more than a factor of 1000.
     n_threads : int, optional
         BLAS threads while training; by default 1 when one matrix product of the widest
         layer is small (under about 4 million multiply-adds, where a second thread only adds
@@ -135,5 +143,6 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
                 schedule=schedule, power_t=power_t, tol=tol,
                 n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
                 validation_fraction=validation_fraction, class_weight=class_weight,
-                verbose=verbose, callback=callback, n_threads=n_threads, task=task)
+                verbose=verbose, callback=callback, n_threads=n_threads, task=task,
+                scale=scale)
     return model.fit(X, Y, sample_weight=sample_weight, validation_data=validation_data)

@@ -21,7 +21,8 @@ from mlpcore._base import (
 from mlpcore._initializers import from_arrays, glorot_uniform
 from mlpcore._lbfgs import LBFGSIterations
 from mlpcore._optimizers import OPTIMIZERS, make_optimizer
-from mlpcore._results import NotFittedError
+from mlpcore._results import FeatureScaleWarning, NotFittedError, warn
+from mlpcore._scaling import SCALINGS, SPREAD_WARNING, Scaling, scale_spread
 from mlpcore._schedules import Schedule
 from mlpcore._splitting import validation_split
 from mlpcore._targets import TASKS, Targets
@@ -68,8 +69,11 @@ class MLP:
                  shuffle=True, seed=None, dtype=None, init=None, alpha=0.0,
                  schedule="constant", power_t=0.5, tol=None, n_iter_no_change=10,
                  early_stopping=False, validation_fraction=None, class_weight=None,
-                 verbose=False, callback=None, n_threads=None, task=None):
+                 verbose=False, callback=None, n_threads=None, task=None, scale=None):
         self.hidden = check_hidden(hidden)
+        if scale is not None and scale not in SCALINGS:
+            raise ValueError(f"scale must be 'standard', 'minmax' or None, got {scale!r}")
+        self.scale = scale
         if task is not None and task not in TASKS:
             raise ValueError(f"task must be 'classification', 'regression' or None (inferred "
                              f"from Y), got {task!r}")
@@ -150,6 +154,13 @@ class MLP:
             raise ValueError("output='softmax' needs at least two outputs (a distribution over "
                              "classes); with one output use 'sigmoid' or 'identity'")
         self._assemble(X.shape[1], dtype, targets, output, loss)
+        if self.scale is not None:
+            self.scaling = Scaling.from_data(X, self.scale)
+        elif (spread := scale_spread(X)) > SPREAD_WARNING:
+            warn(f"the features' scales differ by a factor of {spread:.3g} (standard "
+                 "deviations); gradient descent on them may crawl or fail. Pass "
+                 "scale='standard' (or 'minmax') to have the model scale its inputs.",
+                 FeatureScaleWarning)
         if self.init is None:
             glorot_uniform(self._network, self._theta, self.activation, self._rng)
         else:
@@ -161,6 +172,7 @@ class MLP:
         :meth:`from_state`: the network, zero parameters, fresh optimizer state, schedule,
         random stream and history."""
         self.dtype, self.targets, self.output, self.loss_name = dtype, targets, output, loss
+        self.scaling = None
         self._network = _engine.Network(
             (n_features, *self.hidden, targets.n_outputs),
             HIDDEN_ACTIVATIONS[self.activation], OUTPUT_ACTIVATIONS[output], LOSSES[loss])
@@ -200,8 +212,14 @@ class MLP:
         check_targets(Ym, self.output, self.loss_name, name)
         return Ym
 
+    def _inputs(self, X, name="X"):
+        """X as the engine takes it: checked, in the model's dtype, and scaled if the model
+        scales its inputs (``scale=``). The one place inputs are prepared."""
+        X = check_X(X, self.dtype, n_features=self.n_features, name=name)
+        return X if self.scaling is None else self.scaling.apply(X, self.dtype)
+
     def _training_arrays(self, X, Y, sample_weight):
-        X = check_X(X, self.dtype, n_features=self.n_features)
+        X = self._inputs(X)
         Ym = self._encode(Y, X.shape[0])
         sw = check_sample_weight(sample_weight, X.shape[0], self.dtype)
         if self.class_weight is not None:
@@ -211,7 +229,7 @@ class MLP:
     def _validation_arrays(self, validation_data):
         if len(validation_data) not in (2, 3):
             raise ValueError("validation_data must be (X_val, Y_val) or (X_val, Y_val, weights)")
-        Xv = check_X(validation_data[0], self.dtype, self.n_features, name="validation X")
+        Xv = self._inputs(validation_data[0], "validation X")
         Yv = self._encode(validation_data[1], Xv.shape[0], "validation Y")
         swv = None
         if len(validation_data) == 3:
@@ -347,7 +365,7 @@ class MLP:
     # -- inference ---------------------------------------------------------------------------
     def _check_X(self, X):
         self._require_built()
-        return check_X(X, self.dtype, n_features=self.n_features)
+        return self._inputs(X)
 
     def forward(self, X):
         """Output activations a_L for the rows of X.
@@ -360,7 +378,10 @@ class MLP:
         -------
         ndarray of shape (N, K), in the model's dtype.
         """
-        X = self._check_X(X)
+        return self._forward(self._check_X(X))
+
+    def _forward(self, X):
+        """Output activations for prepared inputs (see :meth:`_inputs`)."""
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         with blas_threads(self.n_threads, min(X.shape[0], _engine.CHUNK_ROWS), self.sizes,
                           inference=True):
@@ -427,7 +448,7 @@ class MLP:
         R^2 is averaged uniformly over outputs, as scikit-learn's ``r2_score`` does.
         """
         X, Ym, sw = self._prepare(X, Y, sample_weight)
-        return self.targets.score(self.forward(X), Ym, sw)
+        return self.targets.score(self._forward(X), Ym, sw)
 
     # -- state: save, load, pickle, copy ---------------------------------------------------
     def get_config(self):
@@ -447,6 +468,7 @@ class MLP:
             "class_weight": (list(self.class_weight.items()) if isinstance(self.class_weight, dict)
                              else self.class_weight),
             "verbose": self.verbose, "n_threads": self.n_threads, "task": self.task,
+            "scale": self.scale,
         }
 
     @staticmethod
@@ -480,8 +502,9 @@ class MLP:
         once built, ``sizes``, ``output``, ``loss``, ``dtype``, ``targets``,
         ``optimizer_t``, ``schedule_state``, ``rng_state`` and the entries of
         ``_PLAIN_STATE`` (``history``, ``samples_seen``). ``arrays`` holds ``theta`` (the
-        parameter vector), ``classes`` (classification) and ``optimizer_state_<i>``. The
-        arrays are the model's own (not copies). :meth:`from_state` is the inverse.
+        parameter vector), ``classes`` (classification), ``optimizer_state_<i>`` and, for a
+        model that scales its inputs, ``input_shift`` and ``input_scale``. The arrays are
+        the model's own (not copies). :meth:`from_state` is the inverse.
         """
         meta = {"config": self.get_config()}
         if self._network is None:
@@ -498,6 +521,8 @@ class MLP:
         if self.targets.classes is not None:
             arrays["classes"] = np.asarray(self.targets.classes)
         arrays.update({f"optimizer_state_{i}": a for i, a in enumerate(optimizer_state)})
+        if self.scaling is not None:
+            arrays["input_shift"], arrays["input_scale"] = self.scaling
         return meta, arrays
 
     @classmethod
@@ -563,6 +588,9 @@ class MLP:
         if not (math.isfinite(model._schedule.current) and model._schedule.current > 0):
             raise ValueError(f"schedule state {meta['schedule_state']!r} is not a positive rate")
         model._rng.bit_generator.state = meta["rng_state"]
+        if model.scale is not None:
+            model.scaling = Scaling.from_arrays(arrays["input_shift"], arrays["input_scale"],
+                                                sizes[0])
         for name, (_, check, required) in _PLAIN_STATE.items():
             if name in meta or required:
                 setattr(model, name, check(meta[name]))
@@ -645,4 +673,4 @@ _PLAIN_STATE = {
 
 # What only a built (trained) model has: asking an untrained one raises NotFittedError.
 _BUILT_ATTRIBUTES = frozenset({"dtype", "targets", "output", "loss_name", "training_result",
-                               *_PLAIN_STATE})
+                               "scaling", *_PLAIN_STATE})

@@ -28,6 +28,11 @@ class TrainingInterruptedWarning(UserWarning):
     """Training was interrupted (Ctrl-C); the model keeps the last complete batch's state."""
 
 
+class FeatureScaleWarning(UserWarning):
+    """The features' scales are far apart: training on them as they are may crawl or fail
+    (``scale='standard'`` makes the model scale its inputs)."""
+
+
 class TrainingResult:
     """What one call to fit, fit_more or partial_fit did.
 

@@ -10,7 +10,9 @@
   call changes nothing.
 """
 
+import pickle
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import mlpcore
-from _helpers import make_problem, params, problems, quiet_fit
+from _helpers import make_problem, params, problems, quiet_fit, same_weights
 from mlpcore import _engine
 
 
@@ -571,3 +573,61 @@ def test_untrained_model_says_so():
                  lambda m: m.score(X, Y), lambda m: m.fit_more(X, Y), lambda m: m.weights):
         with pytest.raises(mlpcore.NotFittedError, match="not been trained"):
             call(mlpcore.MLP())
+
+
+# -- scale=: the model scales its inputs ---------------------------------------------------------
+
+def breast_cancer_split():
+    datasets = pytest.importorskip("sklearn.datasets")
+    X, y = datasets.load_breast_cancer(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(X))
+    train, test = order[:400], order[400:]
+    return X[train], y[train], X[test], y[test]
+
+
+def test_raw_features_far_apart_warn_and_scale_fixes_them():
+    Xtr, ytr, Xte, yte = breast_cancer_split()
+    with pytest.warns(mlpcore.FeatureScaleWarning, match="scale='standard'"):
+        mlpcore.fit(Xtr, ytr, epochs=5, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mlpcore.FeatureScaleWarning)
+        model = mlpcore.fit(Xtr, ytr, seed=0, scale="standard")
+    assert model.score(Xte, yte) > 0.9
+
+
+@pytest.mark.parametrize("how", ["standard", "minmax"])
+def test_a_scaling_model_is_the_model_of_the_scaled_data(rng, how, tmp_path):
+    X = rng.normal(size=(120, 4)) * [1, 10, 100, 1000] + [0, 5, -50, 3000]
+    y = (X[:, 0] + X[:, 1] / 10 > 0).astype(int)
+    model = mlpcore.fit(X, y, hidden=(5,), epochs=5, seed=0, scale=how)
+    if how == "standard":
+        shift, scale = X.mean(axis=0), X.std(axis=0)
+    else:
+        shift, scale = X.min(axis=0), X.max(axis=0) - X.min(axis=0)
+    assert np.array_equal(model.scaling.shift, shift) and np.array_equal(model.scaling.scale,
+                                                                         scale)
+    plain = mlpcore.fit((X - shift) / scale, y, hidden=(5,), epochs=5, seed=0)
+    assert same_weights(model, plain)
+    assert np.array_equal(model.forward(X), plain.forward((X - shift) / scale))
+    assert model.score(X, y) == plain.score((X - shift) / scale, y)
+    assert model.score(X, y) == np.mean(model.predict(X) == y)  # inputs scaled once
+    assert model.loss(X, y) == plain.loss((X - shift) / scale, y)
+    # The same network on raw features, by folding the scaling into the first layer.
+    W1, b1 = model.scaling.fold(model.weights[0], model.biases[0])
+    raw = mlpcore.MLP((5,), init=([W1, *model.weights[1:]], [b1, *model.biases[1:]]))
+    raw.build(X, y)
+    np.testing.assert_allclose(raw.forward(X), model.forward(X), rtol=1e-9, atol=1e-12)
+    # The scaling is state: saved, loaded, pickled, and used by further training.
+    model.save(tmp_path / "m.npz")
+    back = mlpcore.load(tmp_path / "m.npz")
+    assert back.scale == how and np.array_equal(back.forward(X), model.forward(X))
+    again = pickle.loads(pickle.dumps(model))
+    assert np.array_equal(again.forward(X), model.forward(X))
+    longer = mlpcore.fit(X, y, hidden=(5,), epochs=8, seed=0, scale=how)
+    model.fit_more(X, y, epochs=3)
+    assert same_weights(model, longer)
+
+
+def test_scale_is_checked():
+    with pytest.raises(ValueError, match="scale must be"):
+        mlpcore.MLP(scale="robust")

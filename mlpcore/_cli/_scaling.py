@@ -4,49 +4,11 @@ The saved model then takes raw data: the scaling is exact under the first layer'
 identity output's) linearity, so nothing but the weights has to be stored.
 """
 
-from typing import NamedTuple
-
 import numpy as np
 
+from mlpcore._scaling import Scaling
 
-class Scaling(NamedTuple):
-    """Per-column ``(A - shift) / scale``.
-
-    Attributes
-    ----------
-    shift, scale : ndarray of float64, shape (D,)
-    """
-
-    shift: np.ndarray
-    scale: np.ndarray
-
-    @classmethod
-    def from_data(cls, A, how):
-        """The scaling that standardises the columns of A or maps them onto 0..1.
-
-        Parameters
-        ----------
-        A : ndarray of shape (N, D), or (N,) for one column
-        how : {'standard', 'minmax'}
-            Mean 0 and standard deviation 1, or minimum 0 and maximum 1. Constant (or
-            non-finite) columns get scale 1.
-
-        Returns
-        -------
-        Scaling
-        """
-        A = np.asarray(A, dtype=np.float64).reshape(len(A), -1)
-        if how == "standard":
-            shift, scale = A.mean(axis=0), A.std(axis=0)
-        else:
-            shift = A.min(axis=0)
-            scale = A.max(axis=0) - shift
-        scale = np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
-        return cls(shift, scale)
-
-    def apply(self, A):
-        """``(A - shift) / scale`` in float64, for A of shape (N, D), or (N,) when D is 1."""
-        return ((A.reshape(len(A), -1) - self.shift) / self.scale).reshape(A.shape)
+__all__ = ["Scaling", "fold_into_inputs", "fold_into_outputs"]
 
 
 def fold_into_inputs(model, scaling):
@@ -57,11 +19,8 @@ def fold_into_inputs(model, scaling):
     folded parameters, and velocities for the old ones would push the new ones wrongly, so a
     resumed fit (``fit_more``) starts its optimizer afresh.
     """
-    shift, scale = scaling
-    W = model.weights[0].astype(np.float64)
-    b = model.biases[0].astype(np.float64)
-    model.biases[0][...] = b - (shift / scale) @ W
-    model.weights[0][...] = W / scale[:, None]
+    model.weights[0][...], model.biases[0][...] = scaling.fold(model.weights[0],
+                                                               model.biases[0])
     model.optimizer.reset_state()
 
 

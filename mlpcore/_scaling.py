@@ -1,0 +1,89 @@
+"""Feature scaling: the per-column map x -> (x - shift) / scale a model can apply to its inputs.
+
+With ``scale='standard'`` (mean 0, standard deviation 1) or ``'minmax'`` (0..1), a model
+computes the scaling from the data it is first trained on, keeps it as part of its state,
+and applies it to every input it is given afterwards (prediction, scores, further
+training), so it takes raw data. Its parameters act on the scaled features; the same
+network on raw features is, by the first layer's linearity,
+
+    Z1 = ((X - shift) / scale) W1 + b1 = X (W1 / scale[:, None]) + (b1 - (shift / scale) W1),
+
+which :meth:`Scaling.fold` computes (the command line folds its own scaling this way).
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+SCALINGS = ("standard", "minmax")
+
+# Feature scales (standard deviations) further apart than this make gradient descent on
+# the raw features crawl along the small ones; fit warns, naming scale=.
+SPREAD_WARNING = 1e3
+
+
+class Scaling(NamedTuple):
+    """Per-column ``(A - shift) / scale``.
+
+    Attributes
+    ----------
+    shift, scale : ndarray of float64, shape (D,)
+    """
+
+    shift: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def from_data(cls, A, how):
+        """The scaling that standardises the columns of A or maps them onto 0..1.
+
+        Parameters
+        ----------
+        A : ndarray of shape (N, D), or (N,) for one column
+        how : {'standard', 'minmax'}
+            Mean 0 and standard deviation 1, or minimum 0 and maximum 1. Constant (or
+            non-finite) columns get scale 1.
+
+        Returns
+        -------
+        Scaling
+        """
+        A = np.asarray(A, dtype=np.float64).reshape(len(A), -1)
+        if how == "standard":
+            shift, scale = A.mean(axis=0), A.std(axis=0)
+        else:
+            shift = A.min(axis=0)
+            scale = A.max(axis=0) - shift
+        scale = np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
+        return cls(shift, scale)
+
+    @classmethod
+    def from_arrays(cls, shift, scale, n_features):
+        """A scaling read back from a model's state, checked (it may come from a file)."""
+        for name, a in (("input_shift", shift), ("input_scale", scale)):
+            if a.dtype != np.float64 or a.shape != (n_features,) or not np.isfinite(a).all():
+                raise ValueError(f"{name} must be {n_features} finite float64 values")
+        if not (scale > 0).all():
+            raise ValueError("input_scale must be positive")
+        return cls(np.array(shift, copy=True), np.array(scale, copy=True))
+
+    def apply(self, A, dtype=None):
+        """``(A - shift) / scale`` for A of shape (N, D), or (N,) when D is 1: a new array,
+        C-contiguous, in ``dtype`` (default float64); computed in float64."""
+        out = (A.reshape(len(A), -1) - self.shift) / self.scale
+        return np.ascontiguousarray(out.reshape(A.shape), dtype=dtype or np.float64)
+
+    def fold(self, W1, b1):
+        """The first layer's (W1, b1) for raw inputs, from those for scaled ones (float64)."""
+        W = np.asarray(W1, dtype=np.float64)
+        b = np.asarray(b1, dtype=np.float64)
+        return W / self.scale[:, None], b - (self.shift / self.scale) @ W
+
+
+def scale_spread(X, max_rows=1000):
+    """The ratio of the largest to the smallest non-zero column standard deviation of X,
+    estimated on at most ``max_rows`` evenly spaced rows (cheap next to a training epoch)."""
+    rows = X[::max(1, len(X) // max_rows)]
+    std = rows.std(axis=0, dtype=np.float64)
+    std = std[std > 0]
+    return float(std.max() / std.min()) if std.size >= 2 else 1.0
