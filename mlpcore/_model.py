@@ -144,6 +144,7 @@ class MLP:
 
     def _build(self, X, Y, classes=None):
         """:meth:`build`, returning X checked and converted to the working dtype."""
+        names = _column_names(X)
         dtype = working_dtype(X, self._requested_dtype)
         X = check_X(X, dtype)
         targets = Targets.from_y(Y, self._requested_output, self._requested_loss, self.task,
@@ -154,6 +155,7 @@ class MLP:
             raise ValueError("output='softmax' needs at least two outputs (a distribution over "
                              "classes); with one output use 'sigmoid' or 'identity'")
         self._assemble(X.shape[1], dtype, targets, output, loss)
+        self.feature_names = names
         if self.scale is not None:
             self.scaling = Scaling.from_data(X, self.scale)
         elif (spread := scale_spread(X)) > SPREAD_WARNING:
@@ -212,14 +214,45 @@ class MLP:
         check_targets(Ym, self.output, self.loss_name, name)
         return Ym
 
-    def _inputs(self, X, name="X"):
-        """X as the engine takes it: checked, in the model's dtype, and scaled if the model
-        scales its inputs (``scale=``). The one place inputs are prepared."""
+    def _inputs(self, X, name="X", matched=False):
+        """X as the engine takes it: columns matched by name (DataFrames), checked, in the
+        model's dtype, and scaled if the model scales its inputs (``scale=``). The one place
+        inputs are prepared."""
+        if not matched:  # (matched: X comes from _build, which read its names)
+            X = self._match_columns(X, name)
         X = check_X(X, self.dtype, n_features=self.n_features, name=name)
         return X if self.scaling is None else self.scaling.apply(X, self.dtype)
 
-    def _training_arrays(self, X, Y, sample_weight):
-        X = self._inputs(X)
+    def _match_columns(self, X, name):
+        """A DataFrame's columns in the order of ``feature_names``, matched by name.
+
+        Raises ValueError naming missing and unknown columns; warns when names are on one
+        side only (then columns are taken by position, as scikit-learn does).
+        """
+        names = _column_names(X)
+        if self.feature_names is None:
+            if names is not None:
+                warn(f"{name} has feature names, but the model was trained without them; its "
+                     "columns are taken by position", UserWarning)
+            return X
+        if names is None:
+            warn(f"{name} has no feature names, but the model was trained with "
+                 f"{len(self.feature_names)} named features; its columns are taken by "
+                 "position. Pass a DataFrame to have them matched by name.", UserWarning)
+            return X
+        if names == self.feature_names:
+            return X
+        missing = [n for n in self.feature_names if n not in set(names)]
+        unknown = [n for n in names if n not in set(self.feature_names)]
+        if missing or unknown:
+            raise ValueError(f"{name}'s columns do not match the model's features: "
+                             + "; ".join(part for part in (
+                                 f"missing {missing[:10]}" if missing else "",
+                                 f"unknown {unknown[:10]}" if unknown else "") if part))
+        return X[list(self.feature_names)]
+
+    def _training_arrays(self, X, Y, sample_weight, matched=False):
+        X = self._inputs(X, matched=matched)
         Ym = self._encode(Y, X.shape[0])
         sw = check_sample_weight(sample_weight, X.shape[0], self.dtype)
         if self.class_weight is not None:
@@ -236,8 +269,8 @@ class MLP:
             swv = check_sample_weight(validation_data[2], Xv.shape[0], self.dtype)
         return Xv, Yv, swv
 
-    def _train(self, X, Y, sample_weight, validation_data, epochs):
-        X, Ym, sw = self._training_arrays(X, Y, sample_weight)
+    def _train(self, X, Y, sample_weight, validation_data, epochs, matched=False):
+        X, Ym, sw = self._training_arrays(X, Y, sample_weight, matched)
         validation = None
         if validation_data is not None:
             validation = self._validation_arrays(validation_data)
@@ -279,7 +312,8 @@ class MLP:
         self
         """
         X = self._build(X, Y)
-        self.training_result = self._train(X, Y, sample_weight, validation_data, epochs)
+        self.training_result = self._train(X, Y, sample_weight, validation_data, epochs,
+                                           matched=True)
         return self
 
     def fit_more(self, X, Y, *, epochs=None, sample_weight=None, validation_data=None):
@@ -306,13 +340,14 @@ class MLP:
                              f"nesterov, adam), not {self.optimizer.rule!r}")
         if self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
-        if self._network is None:
+        matched = self._network is None
+        if matched:
             X = self._build(X, Y, classes=classes)
         elif classes is not None and self.targets.classes is not None and not np.array_equal(
                 np.unique(np.asarray(classes)), self.targets.classes):
             raise ValueError(f"classes={classes!r} differ from the classes of the first call "
                              f"{self.targets.classes.tolist()}")
-        X, Ym, sw = self._training_arrays(X, Y, sample_weight)
+        X, Ym, sw = self._training_arrays(X, Y, sample_weight, matched)
         batch = batch_rows(self.batch_size, len(X), chunk=True)
         self.training_result = train(self, self._method(X, Ym, sw, batch, 1), 1,
                                      incremental=True)
@@ -594,6 +629,8 @@ class MLP:
         for name, (_, check, required) in _PLAIN_STATE.items():
             if name in meta or required:
                 setattr(model, name, check(meta[name]))
+        if model.feature_names is not None and len(model.feature_names) != sizes[0]:
+            raise ValueError(f"{len(model.feature_names)} feature names for {sizes[0]} inputs")
         return model
 
     def __reduce__(self):
@@ -656,6 +693,30 @@ def _count(value):
     return value
 
 
+def _column_names(X):
+    """The column names of a DataFrame-like X when they are all strings, else None."""
+    columns = getattr(X, "columns", None)
+    if columns is None or getattr(X, "ndim", 2) != 2:
+        return None
+    names = list(columns)
+    if not names or not all(isinstance(n, str) for n in names):
+        return None
+    if len(set(names)) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"X has repeated column names: {repeated[:10]}")
+    return names
+
+
+def _feature_names(value):
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise TypeError(f"feature_names must be a list of strings, got {value!r}"[:200])
+    if len(set(value)) != len(value):
+        raise ValueError("feature_names holds repeated names")
+    return list(value)
+
+
 def _history(value):
     if not isinstance(value, dict):
         raise TypeError(f"history must be a mapping, got {type(value).__name__}")
@@ -669,6 +730,7 @@ def _history(value):
 _PLAIN_STATE = {
     "history": (lambda: {"loss": [], "lr": []}, _history, True),
     "samples_seen": (lambda: 0, _count, True),
+    "feature_names": (lambda: None, _feature_names, False),
 }
 
 # What only a built (trained) model has: asking an untrained one raises NotFittedError.

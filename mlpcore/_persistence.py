@@ -15,8 +15,12 @@ never execute code. Its members:
     uint8 array holding UTF-8 JSON: ``{"format": "mlpcore-model", "version": 1,
     "config": {...the settings of MLP(...)...}, "sizes": [...], "output", "loss", "dtype",
     "targets": {...}, "history": {...}, "optimizer_t": int, "schedule_state": {...},
-    "samples_seen": int, "rng_state": {...}}``. Callables (``callback``, a callable
-    ``schedule``) are not saved: a loaded model has no callback and a 'constant' schedule.
+    "samples_seen": int, "rng_state": {...}, "feature_names": [str, ...] or null}``.
+    ``feature_names`` (the column names of a DataFrame trained on) came after the first
+    version-1 files and may be missing (no names); ``targets`` may hold ``multilabel`` and
+    ``config`` ``task`` and ``scale`` (missing: False, None, None). Callables
+    (``callback``, a callable ``schedule``) are not saved: a loaded model has no callback
+    and a 'constant' schedule.
 ``theta``
     The flat parameter vector (float32 or float64): W_1 row-major, b_1, W_2, b_2, ...;
     its length is sum_l (sizes[l] + 1) * sizes[l+1].
@@ -25,6 +29,8 @@ never execute code. Its members:
     unicode array.
 ``optimizer_state_0``, ``optimizer_state_1``
     Optimizer state (velocities, Adam moments) when present, so training can resume.
+``input_shift``, ``input_scale``
+    float64 vectors of the inputs' scaling, for a model with ``scale=`` set.
 
 Members other than these are ignored.
 

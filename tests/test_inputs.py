@@ -631,3 +631,47 @@ def test_a_scaling_model_is_the_model_of_the_scaled_data(rng, how, tmp_path):
 def test_scale_is_checked():
     with pytest.raises(ValueError, match="scale must be"):
         mlpcore.MLP(scale="robust")
+
+
+# -- feature names: DataFrame columns are matched by name -----------------------------------------
+
+def test_dataframe_columns_are_matched_by_name(tmp_path):
+    pd = pytest.importorskip("pandas")
+    datasets = pytest.importorskip("sklearn.datasets")
+    iris = datasets.load_iris(as_frame=True)
+    X, y = iris.data, iris.target.to_numpy()
+    model = mlpcore.fit(X, y, hidden=(8,), epochs=200, seed=0, scale="standard")
+    assert model.feature_names == list(X.columns)
+    in_order = model.score(X, y)
+    assert in_order > 0.9
+    reordered = X[X.columns[::-1]]
+    assert model.score(reordered, y) == in_order
+    assert np.array_equal(model.predict(reordered), model.predict(X))
+    model.fit_more(reordered, y, epochs=1, validation_data=(reordered, y))
+    with pytest.raises(ValueError, match=r"missing \['petal width \(cm\)'\]"):
+        model.predict(X.drop(columns="petal width (cm)"))
+    with pytest.raises(ValueError, match=r"unknown \['extra'\]"):
+        model.predict(X.assign(extra=1.0))
+    with pytest.warns(UserWarning, match="no feature names.*by position"):
+        assert np.array_equal(model.predict(X.to_numpy()), model.predict(X))
+    model.save(tmp_path / "iris.npz")
+    back = mlpcore.load(tmp_path / "iris.npz")
+    assert back.feature_names == list(X.columns)
+    assert np.array_equal(back.predict(reordered), model.predict(X))
+    assert pickle.loads(pickle.dumps(model)).feature_names == list(X.columns)
+    plain = mlpcore.fit(X.to_numpy(), y, hidden=(3,), epochs=1, seed=0)
+    assert plain.feature_names is None
+    with pytest.warns(UserWarning, match="trained without them"):
+        plain.predict(X)
+    with pytest.raises(ValueError, match="repeated column names"):
+        mlpcore.fit(pd.DataFrame(X.to_numpy(), columns=["a", "a", "b", "c"]), y, epochs=1)
+
+
+def test_feature_names_in_a_file_must_fit_the_inputs(tmp_path):
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
+    model = mlpcore.fit(X, [0, 1, 0, 1], hidden=(2,), epochs=1, seed=0)
+    meta, arrays = model.get_state()
+    meta["feature_names"] = ["a"]
+    with pytest.raises(ValueError, match="feature names for 2 inputs"):
+        mlpcore.MLP.from_state(meta, arrays)

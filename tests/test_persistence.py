@@ -339,7 +339,7 @@ def test_file_is_an_uncompressed_npz_with_the_documented_members(saved):
     assert meta["format"] == "mlpcore-model" and meta["version"] == _persistence.FORMAT_VERSION
     assert set(meta) == {"format", "version", "config", "sizes", "output", "loss", "dtype",
                          "targets", "history", "optimizer_t", "schedule_state", "samples_seen",
-                         "rng_state"}
+                         "rng_state", "feature_names"}
     theta = np.load(io.BytesIO(members_of(raw)["theta.npy"]))
     sizes = meta["sizes"]
     assert len(theta) == sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
