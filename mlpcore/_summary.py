@@ -72,7 +72,8 @@ def _training_lines(model):
     if history.get("val_loss"):
         last.append(f"val_loss {history['val_loss'][-1]:.6g}")
     if history.get("val_score"):
-        score = _SCORE_NAMES.get(model.targets.task, "score")
+        score = ("subset accuracy" if getattr(model.targets, "multilabel", False)
+                 else _SCORE_NAMES.get(model.targets.task, "score"))
         last.append(f"val_score {history['val_score'][-1]:.4f} ({score})")
     lr = history.get("lr", [])
     if lr and not math.isnan(lr[-1]):
@@ -121,8 +122,12 @@ def summary_text(model):
 
     sizes = model.sizes
     task = model.targets.task
-    what = (f"classification, {len(model.classes)} classes" if task == "classification"
-            else f"regression, {sizes[-1]} output{'s' if sizes[-1] != 1 else ''}")
+    if getattr(model.targets, "multilabel", False):
+        what = f"multi-label classification, {sizes[-1]} labels"
+    elif task == "classification":
+        what = f"classification, {len(model.classes)} classes"
+    else:
+        what = f"regression, {sizes[-1]} output{'s' if sizes[-1] != 1 else ''}"
     rows = [header, ["input", str(sizes[0]), "", "", "", ""]]
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), 1):
         last = i == len(sizes) - 1

@@ -500,6 +500,17 @@ def test_train_reports_a_held_out_score_by_default(cli, rows120, tmp_path):
     assert mlpcore.load(tmp_path / "model.npz").samples_seen == 3 * 108
 
 
+def test_default_hold_out_of_multi_label_targets_is_not_stratified(cli, tmp_path, rng):
+    X = rng.normal(size=(150, 3))
+    Y = (rng.random((150, 4)) < 0.4).astype(int)
+    Y[0] = [1, 1, 0, 0]  # a row with two labels: multi-label, not one-hot
+    np.savez(tmp_path / "ml.npz", X=X, y=Y)
+    proc = cli("train", "ml.npz", "--epochs", "2", "--seed", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert "validation: 15 rows held out (the default" in proc.stdout
+    assert re.search(r"^validation accuracy [0-9.]+% on 15 held-out rows$", proc.stdout, re.M)
+
+
 def test_train_says_when_the_score_is_on_the_training_rows(cli, rows120, blobs_csv):
     for args, why in ((["--validation-split", "none"], "(--validation-split none)"),
                       ([], "(fewer than 100 rows")):

@@ -118,6 +118,16 @@ def test_summary_of_momentum_lbfgs_regression_and_a_loaded_model(digits, tmp_pat
     assert "training: 2 epochs" in text and "last call" not in text  # not kept in files
 
 
+def test_summary_of_a_multi_label_model(rng):
+    X = rng.normal(size=(100, 3))
+    Y = (rng.random((100, 4)) < 0.4).astype(int)
+    model = mlpcore.fit(X, Y, hidden=(4,), epochs=2, validation_fraction=0.2, seed=0)
+    text = model.summary(print_fn=None)
+    assert text.splitlines()[0] == "MLP 3-4-4: multi-label classification, 4 labels, float64"
+    assert table_row(text, "output")[:3] == ["output", "4", "sigmoid"]
+    assert "(subset accuracy)" in text
+
+
 def test_summary_before_building_and_before_training(digits):
     X, y = digits
     unbuilt = mlpcore.MLP((12, 7), activation="relu", optimizer="nesterov")

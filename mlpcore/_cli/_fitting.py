@@ -84,7 +84,7 @@ def resolve_optimizer(opts):
         if rule in _MOMENTUM_RULES else None
 
 
-def check_output_and_loss(opts, task=None):
+def check_output_and_loss(opts, task=None, multilabel=False):
     """The (output, loss) that fit will use, refusing pairs that do not go together.
 
     Parameters
@@ -93,6 +93,8 @@ def check_output_and_loss(opts, task=None):
         With ``output_activation`` and ``loss`` (None: fit's choice).
     task : {'classification', 'regression'}, optional
         Once known (after reading the data): the defaults are filled in and checked too.
+    multilabel : bool
+        Classification with K independent 0/1 labels (default output sigmoid).
 
     Returns
     -------
@@ -109,7 +111,7 @@ def check_output_and_loss(opts, task=None):
             if output and loss:
                 check_output_loss(output, loss)
             return output, loss
-        return choose_output_loss(task, output, loss)
+        return choose_output_loss(task, output, loss, multilabel)
     except ValueError as exc:
         shown = " ".join(part for part in (
             output and f"--output-activation {output}", loss and f"--loss {loss}") if part)
@@ -177,7 +179,7 @@ def check_batch_size(opts, n_train):
                        "full for gradient descent on all of them", EXIT_USAGE)
 
 
-def describe_network(sizes, task, opts, n_train, dtype):
+def describe_network(sizes, task, opts, n_train, dtype, *, multilabel=False):
     """One line: layer sizes, units, loss, optimizer and the training schedule.
 
     Parameters
@@ -191,12 +193,14 @@ def describe_network(sizes, task, opts, n_train, dtype):
         Training rows (what batch size 'auto' depends on).
     dtype : numpy dtype
         The training data's dtype (what --dtype's default depends on).
+    multilabel : bool
+        Multi-label classification (K independent 0/1 labels).
 
     Returns
     -------
     str
     """
-    output, loss = check_output_and_loss(opts, task)
+    output, loss = check_output_and_loss(opts, task, multilabel)
     check_batch_size(opts, n_train)
     batch = (None if opts.batch_size is None
              else batch_rows(opts.batch_size, n_train, chunk=True))

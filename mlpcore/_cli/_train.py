@@ -101,10 +101,10 @@ def add_parser(subparsers):
     p.set_defaults(func=run)
 
 
-def _targets_of(y, data_path, output):
+def _targets_of(y, data_path, output, loss):
     """What fit will make of y (task, classes, outputs): mlpcore's own rule, Targets.from_y."""
     try:
-        return Targets.from_y(y, output)
+        return Targets.from_y(y, output, loss)
     except (TypeError, ValueError) as exc:
         raise CLIError(f"{data_path}: unusable targets ({exc})") from None
 
@@ -116,7 +116,7 @@ def _validation_rows(y, targets, fraction, seed):
     classification.
     """
     labels = None
-    if targets.task == "classification":
+    if targets.task == "classification" and not targets.multilabel:  # multi-label: unstratified
         labels = np.argmax(y, axis=1) if targets.one_hot else y.reshape(len(y))
     try:
         train, val = validation_split(len(y), fraction, np.random.default_rng(seed), labels)
@@ -175,7 +175,7 @@ def run(args):
     X, y, info = load_data(args.data, target=args.target, labels=args.labels,
                            require_target=True, task=args.task,
                            index_column=args.index_column)
-    targets = _targets_of(y, args.data, args.output_activation)
+    targets = _targets_of(y, args.data, args.output_activation, args.loss)
     task = targets.task
     what = f"target {args.target!r}" if args.target else "targets"
     if task == "classification":
@@ -187,10 +187,11 @@ def run(args):
     if X.shape[0] < 2:
         raise CLIError(f"{args.data}: need at least 2 rows to train, found {X.shape[0]}")
 
-    output, _ = check_output_and_loss(args, task)
+    output, _ = check_output_and_loss(args, task, targets.multilabel)
     train, val, note = _split(y, targets, args)
     if val is not None:
-        how = "; ".join((["stratified"] if task == "classification" else [])
+        stratified = task == "classification" and not targets.multilabel
+        how = "; ".join((["stratified"] if stratified else [])
                         + ([note] if note else []))
         out(f"validation: {len(val)} rows held out{f' ({how})' if how else ''}, "
             f"training on {len(train)}")
@@ -226,7 +227,7 @@ def run(args):
     validation = None if Xva is None else for_fit(Xva, yva)
 
     out(describe_network((X.shape[1], *args.hidden, targets.n_outputs), task, args,
-                         len(Xtr_fit), Xtr_fit.dtype))
+                         len(Xtr_fit), Xtr_fit.dtype, multilabel=targets.multilabel))
     model, seconds = fit_with_options(Xtr_fit, ytr_fit, args, progress=show_progress(args),
                                       validation=validation)
     if x_scaling is not None:
