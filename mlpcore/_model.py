@@ -485,6 +485,53 @@ class MLP:
         X, Ym, sw = self._prepare(X, Y, sample_weight)
         return self.targets.score(self._forward(X), Ym, sw)
 
+    # -- seeing training ---------------------------------------------------------------------
+    def summary(self, print_fn=print):
+        """Print a table of the layers, the loss, the optimizer and the training so far.
+
+        Per layer: width, activation, weight and bias shapes, parameter count; then the
+        total, the loss and L2 alpha, the optimizer's settings, step count and state arrays,
+        and the epochs, samples seen, last values and why the last call stopped.
+
+        Parameters
+        ----------
+        print_fn : callable or None, default print
+            Called with each line (like Keras' ``print_fn``). None: print nothing and
+            return the text instead.
+
+        Returns
+        -------
+        str or None
+            The text (lines joined by newlines) when ``print_fn`` is None, else None.
+        """
+        from mlpcore._summary import summary_text
+
+        text = summary_text(self)
+        if print_fn is None:
+            return text
+        for line in text.splitlines():
+            print_fn(line)
+        return None
+
+    def plot_history(self, path=None):
+        """Plot the loss (and validation loss and score, when recorded) against epochs.
+
+        Needs matplotlib (``pip install "mlpcore[plot]"``); see
+        :func:`mlpcore._plotting.plot_history`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            Also save the picture there (format from the extension, e.g. ``.png``).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        from mlpcore._plotting import plot_history
+
+        return plot_history(self, path)
+
     # -- state: save, load, pickle, copy ---------------------------------------------------
     def get_config(self):
         """The settings as plain JSON values (callables and ``init`` arrays are left out)."""

@@ -9,6 +9,7 @@ import gzip
 import importlib.util
 import io
 import os
+import pathlib
 import re
 import struct
 import subprocess
@@ -98,7 +99,7 @@ def cli(capsys, tmp_path, monkeypatch):
 
 # -- digits ---------------------------------------------------------------------------------
 def test_digits_job_reaches_97_percent_and_saves_a_raw_pixel_model(tmp_path):
-    proc = run(["digits"], tmp_path)
+    proc = run(["digits", "--output", "digits-model.npz"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "divided by 16" in out
@@ -116,17 +117,25 @@ def test_digits_job_reaches_97_percent_and_saves_a_raw_pixel_model(tmp_path):
     n_test = int(re.search(r"(\d+) for testing", out).group(1))
     assert matrix.sum() == n_test and np.trace(matrix) / n_test == pytest.approx(accuracy, abs=1e-4)
     # The saved model takes raw 0..16 pixels: the /16 scaling is folded into its first layer.
+    assert "model saved to digits-model.npz" in out
     model = mlpcore.load(tmp_path / "digits-model.npz")
     X, y = load_digits()
     test = _digits.digits_split(y, 0)[1]
     assert model.score(X[test], y[test]) == pytest.approx(accuracy, abs=1e-4)
 
 
-def test_plain_mlpcore_runs_the_digits_job(cli, tmp_path):
+def test_plain_mlpcore_runs_the_digits_job_and_writes_nothing(cli, tmp_path):
     proc = cli("--quiet")  # what `mlpcore` with no command does (CI runs it)
     assert proc.returncode == 0, proc.stderr
     assert "test accuracy" in proc.stdout and not re.search(r"^epoch", proc.stdout, re.M)
-    assert (tmp_path / "digits-model.npz").exists()
+    # The demo saves its model only when asked (--output), and says so.
+    assert "model not saved (pass --output PATH to save it)" in proc.stdout
+    assert not list(tmp_path.iterdir())
+
+
+def test_digits_model_is_ignored_by_git():
+    root = pathlib.Path(__file__).resolve().parents[1]
+    assert "digits-model.npz" in (root / ".gitignore").read_text().split()
 
 
 def test_digits_no_save(cli, tmp_path):
@@ -277,6 +286,7 @@ def files(tmp_path, blobs_csv):
         w.writerow([f"p{i}" for i in range(64)] + ["digit"])
         w.writerows([[*map(int, row), label] for row, label in zip(X[:60], y[:60])])
     (tmp_path / "bad-idx").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05abc")
+    (tmp_path / "bad3-idx").write_bytes(idx_bytes(np.zeros((2, 2, 2)))[:-3])
     (tmp_path / "floats-idx").write_bytes(b"\x00\x00\x0d\x01\x00\x00\x00\x01abcd")
     (tmp_path / "ragged.csv").write_text("a,b,y\n1,2,0\n1,2\n")
     np.savez(tmp_path / "nolabels.npz", X=X[:5])
@@ -289,14 +299,17 @@ def files(tmp_path, blobs_csv):
     (["train", "blobs.csv", "--target", "colour"], 1, ["no column named 'colour'", "'species'"]),
     (["train", "blobs.csv"], 1, ["name the target column with --target", "'species'"]),
     (["train", "ragged.csv", "--target", "y"], 1, ["line 3: 2 fields, but the header has 3"]),
-    (["train", "bad-idx", "--labels", "bad-idx"], 1, ["truncated"]),
+    (["train", "bad3-idx", "--labels", "bad-idx"], 1, ["truncated"]),
+    (["train", "bad-idx", "--labels", "bad-idx"], 1, ["bad-idx: an IDX images file has 3",
+                                                      "is it a labels file?"]),
     (["train", "floats-idx", "--labels", "bad-idx"], 1, ["element type 0x0d", "unsigned byte"]),
     (["train", "bad-idx"], 1, ["--labels"]),
     (["train", "nolabels.npz"], 1, ["no array named 'y'"]),
-    (["train", "blobs.csv", "--target", "species", "--labels", "bad-idx"], 1,
-     ["--labels is for IDX"]),
-    (["train", "digits.csv", "--target", "digit", "--labels", "missing"], 1,
-     ["no such file: missing"]),
+    (["train", "blobs.csv", "--target", "species", "--labels", "bad-idx"], 2,
+     ["--labels applies to IDX image files", "--target"]),
+    (["train", "bad3-idx", "--labels", "missing"], 1, ["no such file: missing"]),
+    (["train", "digits.csv", "--target", "digit", "--labels", "missing"], 2,
+     ["--labels applies to IDX image files"]),
     (["train", ".", "--target", "y"], 1, ["is a directory"]),
     (["evaluate", "nomodel.npz", "blobs.csv", "--target", "species"], 1,
      ["no such model file"]),
@@ -312,7 +325,7 @@ def files(tmp_path, blobs_csv):
       "--epochs", "1", "-q"], 1, ["cannot write the model to no/such/dir/m.npz"]),
     (["train", "blobs.csv", "--target", "species", "--scale", "none", "--learning-rate", "1e6",
       "--hidden", "4", "--epochs", "50", "--activation", "identity", "--seed", "0"], 1,
-     ["training diverged", "No model was saved"]),
+     ["training diverged", "No model was saved", "(--scale standard) may help"]),
     (["train", "blobs.csv", "--target", "species", "--hidden", "8,a"], 2, ["--hidden", "128,64"]),
     (["train", "blobs.csv", "--target", "species", "--batch-size", "0"], 2, ["--batch-size"]),
     (["train", "blobs.csv", "--target", "species", "--validation-split", "1.5"], 2,
@@ -398,3 +411,272 @@ def test_checkpointed_training_is_the_same_as_one_run():
         assert points[-1, 1] == whole.loss(X, Y)
         tutorial_J = 0.5 * np.mean(np.sum((whole.forward(X) - Y) ** 2, axis=1))
         assert tutorial_J == pytest.approx(whole.loss(X, Y), rel=1e-12)
+
+
+# -- the details users hit (issue 13): options, held-out scores, hints, usage errors --------------
+@pytest.fixture
+def rows120(tmp_path, rng):
+    """120 rows, 3 features, a two-class target 't' (the 'batch 1000 on 120 rows' data)."""
+    X = rng.normal(size=(120, 3))
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+    path = tmp_path / "rows.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["a", "b", "c", "t"])
+        w.writerows([[*r, label] for r, label in zip(X, y)])
+    return path
+
+
+def test_the_tutorials_sigmoid_mse_network_runs_from_the_command_line(cli, tmp_path):
+    X, y = load_digits()
+    np.savez(tmp_path / "d.npz", X=X[:400], y=y[:400])
+    proc = cli("train", "d.npz", "--hidden", "30", "--output-activation", "sigmoid", "--loss",
+               "mse", "--batch-size", "full", "--learning-rate", "3", "--epochs", "5",
+               "--seed", "0", "--output", "t.npz")
+    assert proc.returncode == 0, proc.stderr
+    assert "sigmoid hidden units, sigmoid output, mse loss" in proc.stdout
+    model = mlpcore.load(tmp_path / "t.npz")
+    assert (model.output, model.loss_name, model.n_outputs) == ("sigmoid", "mse", 10)
+
+
+def test_a_sigmoid_regression_trains_on_raw_targets(cli, tmp_path, rng):
+    X = rng.normal(size=(150, 2))
+    y = 1 / (1 + np.exp(-(X[:, 0] - X[:, 1])))  # in (0, 1): a sigmoid output can fit it
+    np.savez(tmp_path / "r.npz", X=X, y=y)
+    proc = cli("train", "r.npz", "--output-activation", "sigmoid", "--epochs", "30",
+               "--optimizer", "adam", "--learning-rate", "0.01", "--seed", "0", "--output", "r.m")
+    assert proc.returncode == 0, proc.stderr
+    assert "identity output" not in proc.stdout and "sigmoid output, mse loss" in proc.stdout
+    # Standardised targets would leave (0, 1): only an identity output has them scaled.
+    assert "targets: standardised" not in proc.stdout
+    model = mlpcore.load(tmp_path / "r.m")
+    pred = model.predict(X)
+    assert model.output == "sigmoid" and ((pred > 0) & (pred < 1)).all()
+    assert model.score(X, y) > 0.5
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--output-activation", "identity", "--loss", "cross_entropy"],
+     ["--output-activation identity --loss cross_entropy", "--loss cross_entropy needs "
+      "--output-activation softmax"]),
+    (["--loss", "poisson"], ["--loss poisson", "--output-activation exp"]),
+    (["--optimizer", "adam", "--momentum", "0.5"], ["--momentum applies to --optimizer sgd"]),
+    (["--optimizer", "lbfgs", "--nesterov"], ["--nesterov applies to", "not lbfgs"]),
+    (["--momentum", "1"], ["--momentum", "in [0, 1)"]),
+    (["--threads", str(10**20)], ["--threads", "between 1 and 2147483647"]),
+    (["--batch-size", "1000"], ["--batch-size 1000 is larger than the 108 rows",
+                                "--batch-size full"]),
+    (["--validation-split", "0.99"], ["--validation-split 0.99"]),
+])
+def test_usage_errors_exit_2_in_command_line_terms(cli, rows120, args, fragments):
+    proc = cli("train", rows120, "--target", "t", "--epochs", "1", *args)
+    assert_one_line_error(proc, 2, *fragments)
+    assert "batch_size" not in proc.stderr and "n_threads" not in proc.stderr
+    assert not (rows120.parent / "model.npz").exists()
+
+
+@pytest.mark.parametrize("args, rule, mu", [
+    (["--momentum", "0.5"], "momentum", 0.5),
+    (["--nesterov"], "nesterov", 0.9),
+    (["--momentum", "0.7", "--nesterov"], "nesterov", 0.7),
+    (["--optimizer", "nesterov", "--momentum", "0.3"], "nesterov", 0.3),
+])
+def test_momentum_and_nesterov(cli, rows120, tmp_path, args, rule, mu):
+    proc = cli("train", rows120, "--target", "t", "--epochs", "2", "--seed", "0",
+               "--output", "m.npz", *args)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{rule} (momentum {mu:g}), learning rate 0.1" in proc.stdout
+    optimizer = mlpcore.load(tmp_path / "m.npz").optimizer
+    assert (optimizer.rule, optimizer.momentum) == (rule, mu)
+
+
+def test_train_reports_a_held_out_score_by_default(cli, rows120, tmp_path):
+    proc = cli("train", rows120, "--target", "t", "--epochs", "3", "--seed", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert "validation: 12 rows held out (stratified; the default" in proc.stdout
+    assert re.search(r"^validation accuracy [0-9.]+% on 12 held-out rows$", proc.stdout, re.M)
+    assert "training accuracy" not in proc.stdout
+    # The saved model trained on the other 108 rows only.
+    assert mlpcore.load(tmp_path / "model.npz").samples_seen == 3 * 108
+
+
+def test_default_hold_out_of_multi_label_targets_is_not_stratified(cli, tmp_path, rng):
+    X = rng.normal(size=(150, 3))
+    Y = (rng.random((150, 4)) < 0.4).astype(int)
+    Y[0] = [1, 1, 0, 0]  # a row with two labels: multi-label, not one-hot
+    np.savez(tmp_path / "ml.npz", X=X, y=Y)
+    proc = cli("train", "ml.npz", "--epochs", "2", "--seed", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert "validation: 15 rows held out (the default" in proc.stdout
+    assert re.search(r"^validation accuracy [0-9.]+% on 15 held-out rows$", proc.stdout, re.M)
+
+
+def test_train_says_when_the_score_is_on_the_training_rows(cli, rows120, blobs_csv):
+    for args, why in ((["--validation-split", "none"], "(--validation-split none)"),
+                      ([], "(fewer than 100 rows")):
+        data = rows120 if args else blobs_csv
+        target = "t" if args else "species"
+        proc = cli("train", data, "--target", target, "--epochs", "2", *args)
+        assert proc.returncode == 0, proc.stderr
+        n = 120 if args else 90
+        assert why in proc.stdout
+        assert ("training accuracy" in proc.stdout and f"on the {n} rows it was trained on "
+                "(not held-out data: an optimistic figure)" in proc.stdout), proc.stdout
+        assert "validation accuracy" not in proc.stdout
+
+
+def test_hint_for_a_decimal_comma_file(cli, tmp_path):
+    (tmp_path / "eu.csv").write_text("a;b;t\n5,8;1,2;0\n4,1;3,3;1\n")
+    assert_one_line_error(cli("train", "eu.csv", "--target", "t"), 1, "column 'a'",
+                          "'5,8' is not a number; is the decimal separator a comma?")
+    (tmp_path / "eu-r.csv").write_text("a;t\n5;0,5\n4;1,5\n")
+    assert_one_line_error(cli("train", "eu-r.csv", "--target", "t", "--task", "regression"), 1,
+                          "target '0,5' is not a number; is the decimal separator a comma?")
+    (tmp_path / "words.csv").write_text("a,t\nred,0\nblue,1\n")  # no hint for plain words
+    proc = cli("train", "words.csv", "--target", "t")
+    assert_one_line_error(proc, 1, "'red' is not a number")
+    assert "decimal" not in proc.stderr
+
+
+def test_an_index_column_is_named_and_index_column_drops_it(cli, tmp_path, rng):
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(rng.normal(size=(40, 2)), columns=["a", "b"])
+    df["t"] = (df["a"] > 0).astype(int)
+    df.to_csv(tmp_path / "pd.csv")  # pandas writes the index as a nameless first column
+    assert_one_line_error(cli("train", "pd.csv", "--target", "t"), 1,
+                          "column 1 of the header has no name: an index column",
+                          "pass --index-column")
+    proc = cli("train", "pd.csv", "--target", "t", "--index-column", "--epochs", "2",
+               "--output", "pd.npz")
+    assert proc.returncode == 0, proc.stderr
+    assert "40 rows, 2 features" in proc.stdout
+    proc = cli("predict", "pd.npz", "pd.csv", "--target", "t", "--index-column")
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 41, proc.stderr
+    proc = cli("evaluate", "pd.npz", "pd.csv", "--target", "t", "--index-column")
+    assert proc.returncode == 0 and "accuracy" in proc.stdout, proc.stderr
+    np.savez(tmp_path / "d.npz", X=df[["a", "b"]].to_numpy(), y=df["t"].to_numpy())
+    assert_one_line_error(cli("train", "d.npz", "--index-column"), 2,
+                          "--index-column applies to CSV files")
+
+
+def test_labels_given_with_a_csv_points_at_target(cli, rows120):
+    # The user took --labels for the label column: the file 't' does not even exist.
+    assert_one_line_error(cli("train", rows120, "--labels", "t"), 2,
+                          "--labels applies to IDX image files", "--target COLUMN")
+
+
+def test_npz_with_nan_in_y_names_the_file_and_row_before_training(cli, tmp_path, rng):
+    X = rng.normal(size=(120, 3))
+    y = X[:, 0].copy()
+    y[37] = np.nan
+    np.savez(tmp_path / "nan.npz", X=X, y=y)
+    proc = cli("train", "nan.npz")
+    assert_one_line_error(proc, 1, "nan.npz: y holds NaN or infinity in row 37")
+    assert "network" not in proc.stdout  # refused before training
+    X[5, 1] = np.inf
+    np.savez(tmp_path / "nan.npz", X=X, y=np.zeros(120))
+    assert_one_line_error(cli("train", "nan.npz"), 1, "nan.npz: X holds NaN or infinity in row 5")
+
+
+@pytest.mark.parametrize("header, fragments", [
+    (b"\x00\x00\x08\x07", ["an IDX images file has 3 dimensions", "magic number 0x00000803",
+                           "this one has 7 (magic number 0x00000807)"]),
+    (b"\x12\x34\x08\x03", ["is not an IDX file: its magic number is 0x12340803",
+                           "starts with 0x00000803"]),
+])
+def test_idx_file_with_a_wrong_magic_number(cli, tmp_path, header, fragments):
+    (tmp_path / "images").write_bytes(header + b"\x00" * 40)
+    (tmp_path / "labels").write_bytes(idx_bytes(np.zeros(3)))
+    assert_one_line_error(cli("train", "images", "--labels", "labels"), 1, "images", *fragments)
+
+
+def test_idx_file_with_zero_images(cli, tmp_path):
+    (tmp_path / "images").write_bytes(idx_bytes(np.zeros((0, 28, 28))))
+    (tmp_path / "labels").write_bytes(idx_bytes(np.zeros(0)))
+    assert_one_line_error(cli("train", "images", "--labels", "labels"), 1,
+                          "images: the header announces 0 images (0x28x28)")
+    assert_one_line_error(cli("predict", "nomodel", "images"), 1, "no such model file")
+
+
+def test_a_npy_file_given_as_data(cli, tmp_path, rng):
+    np.save(tmp_path / "x.npy", rng.normal(size=(10, 3)))
+    assert_one_line_error(cli("train", "x.npy"), 1, "x.npy is a single NumPy array (.npy)",
+                          "numpy.savez")
+
+
+def test_n_threads_too_large_is_a_clear_error_in_the_library_and_the_command():
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    y = (X[:, 0] > 0).astype(int)
+    with pytest.raises(ValueError, match=r"n_threads must be at most 2147483647.*got 10{20}"):
+        mlpcore.fit(X, y, n_threads=10**20, epochs=1)
+    model = mlpcore.fit(X, y, n_threads=1, epochs=1)
+    model.n_threads = 10**20  # as from a doctored setting: prediction says so too
+    with pytest.raises(ValueError, match="n_threads must be at most"):
+        model.predict(X)
+
+
+def test_threads_help_agrees_with_fit_docstring(cli):
+    from mlpcore._threads import SINGLE_THREAD_BELOW_MACS
+
+    help_text = " ".join(cli("train", "--help").stdout.split())
+    millions = round(SINGLE_THREAD_BELOW_MACS / 1e6)
+    phrase = f"1 when one matrix product of the widest layer is small, under about {millions} " \
+             "million multiply-adds"
+    assert phrase in help_text
+    doc = " ".join(mlpcore.fit.__doc__.split())
+    assert f"under about {millions} million multiply-adds" in doc
+    assert "64 rows" not in help_text
+
+
+def test_digits_divergence_does_not_suggest_scale(cli):
+    proc = cli("digits", "-q", "--optimizer", "sgd", "--learning-rate", "1e6", "--activation",
+               "identity", "--hidden", "4", "--epochs", "3")
+    assert_one_line_error(proc, 1, "training diverged", "No model was saved")
+    assert "--scale" not in proc.stderr
+
+
+def test_digits_piped_into_head_ends_quietly(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "MLPCORE_DEBUG"}
+    proc = subprocess.Popen([sys.executable, "-m", "mlpcore", "digits", "--epochs", "40"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `| head -1` does after its line
+    err = proc.stderr.read()
+    status = proc.wait(timeout=120)
+    proc.stderr.close()
+    assert first.startswith(b"mlpcore ")
+    assert err == b"", err
+    assert status == 141
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed")
+def test_train_plot_draws_the_training_curves(cli, rows120, tmp_path):
+    from matplotlib.image import imread
+
+    proc = cli("train", rows120, "--target", "t", "--epochs", "15", "--seed", "0",
+               "--plot", "curve.png")
+    assert proc.returncode == 0, proc.stderr
+    assert "training curves drawn in curve.png" in proc.stdout
+    image = imread(tmp_path / "curve.png")
+    # Two panels (the default hold-out gives a validation score): 10 x 4 inches at 100 dpi.
+    assert image.shape[:2] == (400, 1000)
+    rgb = image[..., :3]
+    not_white = (rgb < 0.95).any(axis=-1)
+    assert 0.01 < not_white.mean() < 0.5
+    # The curves are drawn in colour, not just black axes and text.
+    colourful = (rgb.max(axis=-1) - rgb.min(axis=-1)) > 0.3
+    assert colourful[:, :500].sum() > 200  # the losses
+    assert colourful[:, 500:].sum() > 200  # the validation accuracy
+
+
+def test_train_plot_without_matplotlib_fails_before_training(cli, rows120, monkeypatch):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    proc = cli("train", rows120, "--target", "t", "--plot", "curve.png")
+    assert_one_line_error(proc, 1, "--plot curve.png", 'pip install "mlpcore[plot]"')
+    assert "network" not in proc.stdout
+    assert not (rows120.parent / "curve.png").exists()
+    assert not (rows120.parent / "model.npz").exists()

@@ -3,8 +3,10 @@
 Run ``mlpcore --help`` or ``mlpcore COMMAND --help``. :func:`main` returns the exit status:
 0 on success, 1 when a file or the data is wrong (missing file, malformed CSV/NPZ/IDX, bad
 column name, a model file that cannot be read), 2 for a usage error (unknown option, bad
-value). Errors are one line on stderr, ``mlpcore: error: ...``, never a traceback (set
-``MLPCORE_DEBUG=1`` to get one for unexpected errors).
+value, options that do not go together or do not fit the data), 141 when the reader of
+stdout went away (``mlpcore digits | head -1``: the status of a program stopped by SIGPIPE,
+with nothing printed). Errors are one line on stderr, ``mlpcore: error: ...``, never a
+traceback (set ``MLPCORE_DEBUG=1`` to get one for unexpected errors).
 
 One module per command (``_digits``, ``_train``, ``_predict``, ``_evaluate``,
 ``_compare_methods``), each with its ``add_parser`` and ``run``; ``_arguments`` holds the
@@ -21,8 +23,8 @@ import warnings
 import mlpcore
 from mlpcore._cli import _compare_methods, _digits, _evaluate, _predict, _train
 from mlpcore._cli._arguments import Formatter, Parser
-from mlpcore._cli._errors import (EXIT_DATA, EXIT_USAGE, PROG, CLIError, report_error,
-                                  show_warning)
+from mlpcore._cli._errors import (EXIT_BROKEN_PIPE, EXIT_USAGE, PROG, CLIError,
+                                  report_error, show_warning)
 
 __all__ = ["build_parser", "main"]
 
@@ -42,6 +44,7 @@ def build_parser():
               digits            the demo: train on the built-in 8x8 digits, report test
                                 accuracy and a confusion matrix (also run by plain 'mlpcore')
               train             train on a CSV, NPZ or MNIST IDX file and save the model
+                                (with a held-out score, and --plot for the training curves)
               predict           write a saved model's predictions as CSV
               evaluate          accuracy and confusion matrix, or R^2 and MSE, on labelled data
               compare-methods   gradient descent vs SGD vs mini-batches: the convergence plot
@@ -77,7 +80,7 @@ def main(argv=None):
     Returns
     -------
     int
-        The exit status: 0 success, 1 file or data error, 2 usage error.
+        The exit status: 0 success, 1 file or data error, 2 usage error, 141 broken pipe.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -102,7 +105,7 @@ def main(argv=None):
         # stdout at /dev/null so the interpreter's final flush does not fail again.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_DATA
+        return EXIT_BROKEN_PIPE
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         return report_error(f"{where}{exc.strerror or exc}")

@@ -4,9 +4,10 @@ import argparse
 import math
 import textwrap
 
-from mlpcore._base import DEFAULT_BATCH_SIZE, HIDDEN_ACTIVATIONS
+from mlpcore._base import DEFAULT_BATCH_SIZE, HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS
 from mlpcore._cli._errors import EXIT_USAGE, PROG
-from mlpcore._optimizers import OPTIMIZERS, default_learning_rate
+from mlpcore._optimizers import OPTIMIZERS, Momentum, default_learning_rate
+from mlpcore._threads import MAX_THREADS, SINGLE_THREAD_BELOW_MACS
 
 
 class Parser(argparse.ArgumentParser):
@@ -81,6 +82,22 @@ nonnegative_float = _checked(float, "a number", lambda v: math.isfinite(v) and v
 fraction = _checked(float, "a fraction like 0.1", lambda v: 0 < v < 1,
                     "between 0 and 1 (exclusive)")
 _batch_count = _checked(int, "a positive integer, 'full' or 'auto'", lambda v: v >= 1, ">= 1")
+thread_count = _checked(int, "a positive integer", lambda v: 1 <= v <= MAX_THREADS,
+                        f"between 1 and {MAX_THREADS} (BLAS takes a C int)")
+momentum_coefficient = _checked(float, "a number like 0.9", lambda v: 0 <= v < 1,
+                                "in [0, 1)")
+_split_fraction = _checked(float, "a fraction like 0.1, 'auto' or 'none'", lambda v: 0 < v < 1,
+                           "between 0 and 1 (exclusive)")
+
+
+def validation_fraction(text):
+    """A fraction in (0, 1), 'auto' (the command's default rule) or 'none'/'0' (no hold-out)."""
+    word = text.strip().lower()
+    if word == "auto":
+        return "auto"
+    if word in ("none", "0", "0.0", "no"):
+        return None
+    return _split_fraction(text)
 
 
 def batch_size(text):
@@ -141,6 +158,15 @@ def _default_rates():
             + (f"; not used by {', '.join(unused)})" if unused else ")"))
 
 
+def _threads_help():
+    """--threads' help, in the words of fit's docstring and from the same constant."""
+    macs = SINGLE_THREAD_BELOW_MACS / 1e6
+    return ("BLAS threads while training (default: 1 when one matrix product of the widest "
+            f"layer is small, under about {macs:.0f} million multiply-adds (batch rows x "
+            "inputs x outputs), where a second thread only adds synchronisation; BLAS's own "
+            "default otherwise); 1 is often faster on a busy machine")
+
+
 def add_fit_options(parser, defaults):
     """The options that become :func:`mlpcore.fit` keywords, with a command's defaults.
 
@@ -149,7 +175,8 @@ def add_fit_options(parser, defaults):
     parser : argparse.ArgumentParser
     defaults : dict
         hidden, activation, optimizer, batch_size, epochs, learning_rate, alpha, seed and
-        dtype; ``None`` for learning_rate, seed or dtype means fit's own choice.
+        dtype; ``None`` for learning_rate, seed or dtype means fit's own choice. The output
+        activation, loss, momentum and Nesterov options default to fit's choice.
 
     Returns
     -------
@@ -161,8 +188,22 @@ def add_fit_options(parser, defaults):
                         f"hidden layer (default {show_hidden(defaults['hidden'])})")
     g.add_argument("--activation", choices=list(HIDDEN_ACTIVATIONS), default=defaults["activation"],
                    help=f"hidden units' activation (default {defaults['activation']})")
+    g.add_argument("--output-activation", choices=list(OUTPUT_ACTIVATIONS), default=None,
+                   help="output units' activation (default: softmax for classification, "
+                        "identity for regression)")
+    g.add_argument("--loss", choices=list(LOSSES), default=None,
+                   help="cost to minimise (default: cross_entropy for softmax or sigmoid "
+                        "outputs on labels, poisson for exp, else mse); the tutorial's network "
+                        "is --output-activation sigmoid --loss mse")
     g.add_argument("--optimizer", choices=list(OPTIMIZERS), default=defaults["optimizer"],
                    help=f"update rule (default {defaults['optimizer']})")
+    g.add_argument("--momentum", type=momentum_coefficient, default=None, metavar="MU",
+                   help="momentum coefficient mu in [0, 1) for --optimizer momentum or "
+                        f"nesterov (default {Momentum().momentum:g}); with --optimizer sgd it "
+                        "switches to momentum, as SGD(momentum=MU) does in Keras and PyTorch")
+    g.add_argument("--nesterov", action="store_true",
+                   help="Nesterov's momentum: the same as --optimizer nesterov (with sgd or "
+                        "momentum)")
     g.add_argument("--batch-size", type=batch_size, default=defaults["batch_size"],
                    metavar="N|full|auto",
                    help="samples per update: 1 is SGD, 'full' gradient descent on all samples, "
@@ -181,9 +222,8 @@ def add_fit_options(parser, defaults):
                    help="seed of the initial weights, the shuffling and the validation split "
                         + ("(default: none, a different run each time)" if defaults["seed"]
                            is None else f"(default {defaults['seed']})"))
-    g.add_argument("--threads", type=positive_int, default=None, metavar="N",
-                   help="BLAS threads while training (default: mlpcore's choice, 1 for batches "
-                        "under 64 rows); 1 is often faster on a busy machine")
+    g.add_argument("--threads", type=thread_count, default=None, metavar="N",
+                   help=_threads_help())
     g.add_argument("--dtype", choices=("float32", "float64"), default=defaults["dtype"],
                    help="floating-point precision of training "
                         + ("(default: float32 if the data is float32, else float64)"

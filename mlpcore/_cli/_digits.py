@@ -40,19 +40,21 @@ def add_parser(subparsers):
             output, trained by {d['optimizer']} (learning rate 0.001) on
             mini-batches of {d['batch_size']} for {d['epochs']} epochs with L2 alpha {d['alpha']:g}.
             Prints the loss of every epoch, the test accuracy, the confusion matrix and the
-            time taken, and saves the model."""),
+            time taken. The model is saved only when asked, with --output PATH."""),
         epilog=textwrap.dedent("""\
             examples:
-              mlpcore digits                          # train, report, write digits-model.npz
-              mlpcore digits --no-save --quiet        # just the results
+              mlpcore digits                          # train and report (nothing is written)
+              mlpcore digits --quiet                  # just the results
+              mlpcore digits --output digits-model.npz  # also save the model
               mlpcore digits --hidden 64 --epochs 30  # a smaller, faster network
               mlpcore digits --optimizer sgd --learning-rate 0.1 --epochs 100 --output sgd.npz"""))
     add_fit_options(p, d)
     p.add_argument("--split-seed", type=int, default=0, metavar="N",
                    help="seed of the train/test split (default 0)")
-    p.add_argument("-o", "--output", default="digits-model.npz", metavar="PATH",
-                   help="where to save the model (default digits-model.npz)")
-    p.add_argument("--no-save", action="store_true", help="do not save the model")
+    p.add_argument("-o", "--output", default=None, metavar="PATH",
+                   help="save the model there (default: not saved)")
+    p.add_argument("--no-save", action="store_true",
+                   help="do not save the model (the default; overrides --output)")
     add_output_options(p)
     p.set_defaults(func=run)
 
@@ -101,8 +103,9 @@ def run(args):
         out("test " + line if line.startswith(("accuracy", "loss")) else line)
     out(f"training took {seconds:.2f} s ({seconds / max(epochs_run, 1) * 1000:.1f} ms per "
         "epoch)")
-    if args.no_save:
-        out("model not saved (--no-save)")
+    if args.no_save or args.output is None:
+        why = "--no-save" if args.no_save else "pass --output PATH to save it"
+        out(f"model not saved ({why})")
     else:
         save_model(model, args.output)
         out(f"model saved to {args.output} (mlpcore.load({args.output!r}) reads it back)")

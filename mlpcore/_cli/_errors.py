@@ -5,6 +5,8 @@ import sys
 PROG = "mlpcore"
 EXIT_DATA = 1
 EXIT_USAGE = 2
+# stdout's reader went away: what a shell reports for a program stopped by SIGPIPE (128 + 13).
+EXIT_BROKEN_PIPE = 141
 
 
 class CLIError(Exception):

@@ -4,7 +4,8 @@ import textwrap
 
 from mlpcore._cli._arguments import Formatter, paragraphs
 from mlpcore._cli._errors import CLIError
-from mlpcore._cli._files import check_features, load_data, load_model
+from mlpcore._cli._files import (add_index_column_option, check_features, load_data,
+                                 load_model)
 from mlpcore._cli._output import out
 from mlpcore._cli._reports import classification_report, regression_report
 
@@ -29,6 +30,7 @@ def add_parser(subparsers):
     p.add_argument("data", metavar="DATA", help="CSV, NPZ or IDX images file")
     p.add_argument("--target", metavar="COLUMN", help="CSV: the column holding the targets")
     p.add_argument("--labels", metavar="FILE", help="IDX: the labels file")
+    add_index_column_option(p)
     p.set_defaults(func=run)
 
 
@@ -38,7 +40,8 @@ def run(args):
     classifier = model.classes is not None
     # A regressor's targets are read as numbers even when they look like labels.
     X, y, info = load_data(args.data, target=args.target, labels=args.labels,
-                           require_target=True, task="auto" if classifier else "regression")
+                           require_target=True, task="auto" if classifier else "regression",
+                           index_column=args.index_column)
     check_features(model, X, args.data, info, args.target)
     sizes = "-".join(map(str, model.sizes))
     kind = f"classification, {len(model.classes)} classes" if classifier else "regression"

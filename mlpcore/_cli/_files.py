@@ -3,7 +3,7 @@
 import os
 
 import mlpcore
-from mlpcore._cli._errors import CLIError, cannot_write
+from mlpcore._cli._errors import EXIT_USAGE, CLIError, cannot_write
 
 
 def _require_file(path, missing, kind):
@@ -20,6 +20,13 @@ def load_model(path):
     return mlpcore.load(path)
 
 
+def add_index_column_option(parser):
+    """--index-column: a CSV's first column is a row index (pandas' ``df.to_csv()``)."""
+    parser.add_argument("--index-column", action="store_true",
+                        help="CSV: the first column is a row index, as pandas' df.to_csv() "
+                             "writes it; leave it out of the features")
+
+
 def load_data(path, **kwargs):
     """``(X, y, info)`` from a CSV, NPZ or IDX file: :func:`mlpcore.datasets._files.load_dataset`.
 
@@ -27,12 +34,30 @@ def load_data(path, **kwargs):
     ----------
     path : str
     **kwargs
-        ``load_dataset``'s keywords (target, labels, require_target, task).
+        ``load_dataset``'s keywords (target, labels, require_target, task, index_column).
+
+    Raises
+    ------
+    CLIError
+        A missing file; a usage error for --labels with a CSV file (a CSV names its label
+        column with --target) and for --target or --index-column with NPZ or IDX files.
     """
-    from mlpcore.datasets._files import load_dataset
+    from mlpcore.datasets._files import detect_format, load_dataset, looks_like_text
 
     _require_file(path, "no such file", "a data file")
     labels = kwargs.get("labels")
+    fmt = detect_format(path)
+    if labels is not None and fmt == "csv" and looks_like_text(path):
+        raise CLIError(f"--labels applies to IDX image files, and {path} is a CSV file: name "
+                       "its label column with --target COLUMN", EXIT_USAGE)
+    if fmt in ("npz", "idx"):
+        for flag, given in (("--target", kwargs.get("target")),
+                            ("--index-column", kwargs.get("index_column"))):
+            if given:
+                hint = (" (an .npz holds arrays X and y)" if fmt == "npz" else
+                        " (give IDX labels with --labels)")
+                raise CLIError(f"{flag} applies to CSV files, and {path} is an "
+                               f"{fmt.upper()} file{hint}", EXIT_USAGE)
     if labels is not None and not os.path.exists(labels):
         raise CLIError(f"no such file: {labels}")
     return load_dataset(path, **kwargs)

@@ -8,7 +8,8 @@ import numpy as np
 
 from mlpcore._cli._arguments import Formatter, paragraphs
 from mlpcore._cli._errors import EXIT_USAGE, CLIError, cannot_write
-from mlpcore._cli._files import check_features, load_data, load_model
+from mlpcore._cli._files import (add_index_column_option, check_features, load_data,
+                                 load_model)
 
 
 def add_parser(subparsers):
@@ -31,6 +32,7 @@ def add_parser(subparsers):
     p.add_argument("data", metavar="DATA", help="CSV, NPZ or IDX images file")
     p.add_argument("--target", metavar="COLUMN",
                    help="CSV: a target column to leave out of the features")
+    add_index_column_option(p)
     p.add_argument("--proba", action="store_true",
                    help="also write class probabilities (classification)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
@@ -76,7 +78,8 @@ def run(args):
     """``mlpcore predict``: predictions as CSV, on stdout or to --output."""
     model = load_model(args.model)
     try:
-        X, _, info = load_data(args.data, target=args.target, require_target=False)
+        X, _, info = load_data(args.data, target=args.target, require_target=False,
+                               index_column=args.index_column)
     except ValueError as exc:
         if args.target is None and "feature columns must be numeric" in str(exc):
             raise CLIError(f"{exc}; if that is the target column, name it with --target "

@@ -5,11 +5,12 @@ import textwrap
 import numpy as np
 
 from mlpcore._cli._arguments import (Formatter, add_fit_options, add_output_options,
-                                     fraction, nonnegative_float, paragraphs, positive_int)
-from mlpcore._cli._errors import CLIError
-from mlpcore._cli._files import load_data, save_model
-from mlpcore._cli._fitting import (describe_network, fit_with_options, stopping_keywords,
-                                   resolve_learning_rate)
+                                     nonnegative_float, paragraphs, positive_int,
+                                     validation_fraction)
+from mlpcore._cli._errors import EXIT_USAGE, CLIError
+from mlpcore._cli._files import add_index_column_option, load_data, save_model
+from mlpcore._cli._fitting import (check_output_and_loss, describe_network, fit_with_options,
+                                   resolve_learning_rate, stopping_keywords)
 from mlpcore._cli._output import format_number, out, show_progress
 from mlpcore._cli._scaling import Scaling, fold_into_inputs, fold_into_outputs
 from mlpcore._schedules import SCHEDULES
@@ -19,6 +20,10 @@ from mlpcore._targets import Targets
 # `mlpcore train`'s defaults: mlpcore.fit's own.
 TRAIN_DEFAULTS = dict(hidden=(100,), activation="sigmoid", optimizer="sgd", batch_size="auto",
                       epochs=100, learning_rate=None, alpha=0.0, seed=None, dtype=None)
+# --validation-split auto: hold out this fraction when the data has at least this many rows,
+# so the score printed at the end is measured on rows the model did not train on.
+AUTO_VALIDATION_FRACTION = 0.1
+AUTO_VALIDATION_MIN_ROWS = 100
 
 
 def add_parser(subparsers):
@@ -38,7 +43,13 @@ def add_parser(subparsers):
             Features are standardised by default (mean 0, standard deviation 1 on the
             training rows); regression targets too. The scaling is folded into the first
             (and, for targets, last) layer before saving, so the model file works on raw
-            data. The defaults of the training options are mlpcore.fit's."""),
+            data. The defaults of the training options are mlpcore.fit's.
+
+            The score printed at the end is measured on held-out rows: by default
+            (--validation-split auto) 10% of the rows, stratified by class, are held out
+            when the data has at least 100 rows, and the model is trained on the others.
+            With fewer rows, or --validation-split none, it trains on every row and the
+            score is on the training rows, which the report says."""),
         epilog=textwrap.dedent("""\
             examples:
               mlpcore train iris.csv --target species
@@ -47,19 +58,27 @@ def add_parser(subparsers):
               mlpcore train data.npz --batch-size full --learning-rate 1 --epochs 500
               mlpcore train train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz \\
                   --hidden 256 --optimizer adam --learning-rate 0.001 --epochs 10 \\
-                  --dtype float32 --output mnist.npz"""))
+                  --dtype float32 --output mnist.npz
+              mlpcore train digits.csv --target digit --hidden 30 --output-activation \\
+                  sigmoid --loss mse --batch-size full --learning-rate 3 --epochs 300
+              mlpcore train data.csv --target y --optimizer sgd --momentum 0.9 --nesterov \\
+                  --plot curve.png"""))
     p.add_argument("data", metavar="DATA", help="CSV, NPZ or IDX images file")
     p.add_argument("--target", metavar="COLUMN", help="CSV: the column holding the targets")
     p.add_argument("--labels", metavar="FILE", help="IDX: the labels file")
+    add_index_column_option(p)
     p.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
                    help="what the targets are (default auto: from the values)")
     add_fit_options(p, TRAIN_DEFAULTS)
     g = p.add_argument_group("data handling")
     g.add_argument("--scale", choices=("standard", "minmax", "none"), default="standard",
                    help="feature scaling, folded into the saved model (default standard)")
-    g.add_argument("--validation-split", type=fraction, default=None, metavar="FRACTION",
-                   help="hold out this fraction of the rows (stratified for classification) "
-                        "and report the validation score")
+    g.add_argument("--validation-split", type=validation_fraction, default="auto",
+                   metavar="FRACTION|auto|none",
+                   help="hold out this fraction of the rows (stratified for classification), "
+                        "train on the rest and report the validation score; 'none' trains "
+                        f"on every row (default auto: {AUTO_VALIDATION_FRACTION:g} with "
+                        f"{AUTO_VALIDATION_MIN_ROWS} rows or more, else none)")
     g.add_argument("--early-stopping", action="store_true",
                    help="stop when the validation loss stops improving and keep the best "
                         "epoch's weights (validation: --validation-split, else fit's own 10%%)")
@@ -75,14 +94,17 @@ def add_parser(subparsers):
                    help="weight classes inversely to their frequency")
     p.add_argument("-o", "--output", default="model.npz", metavar="PATH",
                    help="where to save the model (default model.npz)")
+    p.add_argument("--plot", metavar="PATH",
+                   help="draw the loss (and validation loss and score) per epoch into PATH, "
+                        "e.g. curve.png (needs matplotlib: pip install \"mlpcore[plot]\")")
     add_output_options(p)
     p.set_defaults(func=run)
 
 
-def _targets_of(y, data_path):
+def _targets_of(y, data_path, output, loss):
     """What fit will make of y (task, classes, outputs): mlpcore's own rule, Targets.from_y."""
     try:
-        return Targets.from_y(y, None)
+        return Targets.from_y(y, output, loss)
     except (TypeError, ValueError) as exc:
         raise CLIError(f"{data_path}: unusable targets ({exc})") from None
 
@@ -94,29 +116,66 @@ def _validation_rows(y, targets, fraction, seed):
     classification.
     """
     labels = None
-    if targets.task == "classification":
+    if targets.task == "classification" and not targets.multilabel:  # multi-label: unstratified
         labels = np.argmax(y, axis=1) if targets.one_hot else y.reshape(len(y))
     try:
         train, val = validation_split(len(y), fraction, np.random.default_rng(seed), labels)
     except ValueError:  # with 0 < fraction < 1 and 2 or more rows: no rows left to train on
         raise CLIError(f"--validation-split {fraction:g} would hold out all {len(y)} rows; "
-                       "use a smaller fraction") from None
+                       "use a smaller fraction", EXIT_USAGE) from None
     if labels is not None:
         # The model learns only the classes it trains on: it could not score the others.
         lost = np.setdiff1d(labels[val], labels[train])
         if lost.size:
             raise CLIError(f"--validation-split {fraction:g} holds out every row of class "
-                           f"{', '.join(map(str, lost.tolist()[:5]))}; use a smaller fraction")
+                           f"{', '.join(map(str, lost.tolist()[:5]))}; use a smaller fraction",
+                           EXIT_USAGE)
     return train, val
+
+
+def _split(y, targets, args):
+    """The --validation-split rows: ``(train, val, note)``, ``val`` None for no hold-out.
+
+    ``auto`` holds out ``AUTO_VALIDATION_FRACTION`` from ``AUTO_VALIDATION_MIN_ROWS`` rows on,
+    unless that would take every row of a class; ``note`` then says why nothing was held out.
+    """
+    fraction = args.validation_split
+    if fraction is None:
+        return None, None, "--validation-split none"
+    if fraction != "auto":
+        return (*_validation_rows(y, targets, fraction, args.seed), "")
+    if len(y) < AUTO_VALIDATION_MIN_ROWS:
+        return None, None, (f"fewer than {AUTO_VALIDATION_MIN_ROWS} rows, so none were held "
+                            "out; --validation-split FRACTION holds some out")
+    try:
+        return (*_validation_rows(y, targets, AUTO_VALIDATION_FRACTION, args.seed),
+                f"the default for {AUTO_VALIDATION_MIN_ROWS} rows or more; "
+                "--validation-split none trains on every row")
+    except CLIError as exc:
+        return None, None, f"none held out by default: {exc}"
+
+
+def _check_plot(path):
+    """Refuse --plot before training when matplotlib is missing."""
+    if path is None:
+        return
+    from mlpcore._plotting import import_matplotlib_figure
+
+    try:
+        import_matplotlib_figure()
+    except ImportError as exc:
+        raise CLIError(f"--plot {path}: {exc}") from None
 
 
 def run(args):
     """``mlpcore train``: train on a file and save the model."""
     resolve_learning_rate(args)
     stopping_keywords(args)  # usage errors before any data is read
+    _check_plot(args.plot)
     X, y, info = load_data(args.data, target=args.target, labels=args.labels,
-                           require_target=True, task=args.task)
-    targets = _targets_of(y, args.data)
+                           require_target=True, task=args.task,
+                           index_column=args.index_column)
+    targets = _targets_of(y, args.data, args.output_activation, args.loss)
     task = targets.task
     what = f"target {args.target!r}" if args.target else "targets"
     if task == "classification":
@@ -128,12 +187,17 @@ def run(args):
     if X.shape[0] < 2:
         raise CLIError(f"{args.data}: need at least 2 rows to train, found {X.shape[0]}")
 
-    if args.validation_split is not None:
-        train, val = _validation_rows(y, targets, args.validation_split, args.seed)
-        out(f"validation: {len(val)} rows held out"
-            f"{' (stratified)' if task == 'classification' else ''}, training on {len(train)}")
+    output, _ = check_output_and_loss(args, task, targets.multilabel)
+    train, val, note = _split(y, targets, args)
+    if val is not None:
+        stratified = task == "classification" and not targets.multilabel
+        how = "; ".join((["stratified"] if stratified else [])
+                        + ([note] if note else []))
+        out(f"validation: {len(val)} rows held out{f' ({how})' if how else ''}, "
+            f"training on {len(train)}")
         Xtr, ytr, Xva, yva = X[train], y[train], X[val], y[val]
     else:
+        out(f"validation: none ({note}); the final score is on the training rows")
         Xtr, ytr, Xva, yva = X, y, None, None
 
     # Train on scaled copies; the scaling is folded into the model afterwards.
@@ -143,7 +207,9 @@ def run(args):
         label = ("standardised (mean 0, standard deviation 1 on the training rows)"
                  if args.scale == "standard" else "scaled to 0..1 (min-max on the training rows)")
         out(f"features: {label}; folded into the saved model, which takes raw features")
-        if task == "regression":
+        # Only an identity output can be unscaled exactly (and a sigmoid or exp output needs
+        # its targets in its range), so other outputs train on the raw targets.
+        if task == "regression" and output == "identity":
             y_scaling = Scaling.from_data(ytr, "standard")
             out("targets: standardised for training (the loss below is in those units); "
                 "folded into the saved model")
@@ -161,7 +227,7 @@ def run(args):
     validation = None if Xva is None else for_fit(Xva, yva)
 
     out(describe_network((X.shape[1], *args.hidden, targets.n_outputs), task, args,
-                         len(Xtr_fit), Xtr_fit.dtype))
+                         len(Xtr_fit), Xtr_fit.dtype, multilabel=targets.multilabel))
     model, seconds = fit_with_options(Xtr_fit, ytr_fit, args, progress=show_progress(args),
                                       validation=validation)
     if x_scaling is not None:
@@ -178,10 +244,19 @@ def run(args):
     if Xva is not None:
         scored, score, rows = "validation", model.score(Xva, yva), f" on {len(Xva)} held-out rows"
     else:
-        scored, score, rows = "training", model.score(Xtr, ytr), ""
+        scored, score = "training", model.score(Xtr, ytr)
+        rows = (f" on the {len(Xtr)} rows it was trained on (not held-out data: an optimistic "
+                "figure)")
     shown = f"accuracy {score:.2%}" if task == "classification" else f"R^2 {score:.4f}"
     out(f"{scored} {shown}{rows}")
     out(f"training took {seconds:.2f} s")
     save_model(model, args.output)
     out(f"model saved to {args.output}")
+    if args.plot is not None:
+        try:
+            model.plot_history(args.plot)
+        except (OSError, ValueError) as exc:
+            raise CLIError(f"cannot write the plot to {args.plot}: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
+        out(f"training curves drawn in {args.plot}")
     return 0

@@ -9,6 +9,7 @@ import csv
 import gzip
 import io
 import os
+import re
 import zipfile
 
 import numpy as np
@@ -17,6 +18,17 @@ from mlpcore.datasets._idx import GZIP_MAGIC, load_idx
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _EMPTY_ZIP_MAGIC = b"PK\x05\x06"
+_NPY_MAGIC = b"\x93NUMPY"
+# '5,8' or '-1.234,5': a number written with a decimal comma.
+_DECIMAL_COMMA = re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d*),\d+([eE][+-]?\d+)?")
+
+
+def _not_a_number(cell):
+    """"'5,8' is not a number", with a hint when the cell looks like a decimal comma."""
+    text = f"{cell!r} is not a number"
+    if _DECIMAL_COMMA.fullmatch(cell.strip()):
+        text += "; is the decimal separator a comma? write decimal points (5.8)"
+    return text
 _TASKS = ("auto", "classification", "regression")
 
 
@@ -74,12 +86,12 @@ def _labels_from_strings(values, task, where):
                 float(v)
             except ValueError:
                 raise ValueError(
-                    f"{where(i)}: target {v!r} is not a number; regression needs numeric "
+                    f"{where(i)}: target {_not_a_number(v)}; regression needs numeric "
                     "targets") from None
     return np.array(values, dtype=str)
 
 
-def load_csv(path, target=None, *, task="auto"):
+def load_csv(path, target=None, *, task="auto", index_column=False):
     """Read a CSV file with a header row into numeric features and (optionally) targets.
 
     Parameters
@@ -96,6 +108,9 @@ def load_csv(path, target=None, *, task="auto"):
         numbers float64 values (regression), anything else string labels.
         'classification': whole numbers become int64 labels and everything else string
         labels. 'regression': the column must be numeric; float64.
+    index_column : bool, default False
+        The first column is a row index (as pandas' ``df.to_csv()`` writes it, often with an
+        empty header cell): it is left out.
 
     Returns
     -------
@@ -147,9 +162,15 @@ def load_csv(path, target=None, *, task="auto"):
         raise ValueError(f"{name}: not a readable CSV file ({exc})") from None
     except (EOFError, gzip.BadGzipFile) as exc:
         raise ValueError(f"{name}: corrupt gzip data ({exc})") from None
+    if index_column:
+        if len(header) < 2:
+            raise ValueError(f"{name}: only one column, so no index column to leave out")
+        header, rows = header[1:], [row[1:] for row in rows]
     for i, h in enumerate(header):
         if not h:
-            raise ValueError(f"{name}: column {i + 1} of the header has no name")
+            hint = (": an index column (as df.to_csv() writes)? drop it (df.to_csv(index=False)) "
+                    "or pass --index-column (index_column=True)" if i == 0 else "")
+            raise ValueError(f"{name}: column {i + 1} of the header has no name{hint}")
     seen = set()
     for h in header:
         if h in seen:
@@ -187,7 +208,7 @@ def load_csv(path, target=None, *, task="auto"):
                 try:
                     value = float(text)
                 except ValueError:
-                    raise ValueError(f"{where(i, feature_cols[k])}: {cell!r} is not a number "
+                    raise ValueError(f"{where(i, feature_cols[k])}: {_not_a_number(cell)} "
                                      "(feature columns must be numeric)") from None
                 if not np.isfinite(value):
                     raise ValueError(f"{where(i, feature_cols[k])}: {cell!r} is not a finite "
@@ -263,14 +284,54 @@ def load_npz(path, *, require_y=True):
             raise ValueError(f"{name}: y must be 1-D (or 2-D), it has shape {y.shape}")
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"{name}: X has {X.shape[0]} rows but y has {y.shape[0]}")
+    for label, a in (("X", X), ("y", y)):
+        if a is not None and a.dtype.kind == "f":
+            bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                n_bad = int(bad.sum())
+                raise ValueError(f"{name}: {label} holds NaN or infinity in row {row} (counting "
+                                 f"from 0; {n_bad} row{'s' if n_bad > 1 else ''} in all)")
     return X, y
 
 
-def detect_format(path):
-    """Guess a data file's format from its first bytes: 'npz', 'idx' or 'csv'.
+def looks_like_text(path, size=4096):
+    """Whether the first ``size`` bytes of ``path`` (decompressed if gzipped) are UTF-8 text."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    try:
+        with (gzip.open(path, "rb") if head == GZIP_MAGIC else open(path, "rb")) as f:
+            data = f.read(size)
+    except (OSError, EOFError):
+        return False
+    if b"\x00" in data:
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(data) - 3  # a character cut by the end of the sample
+    return True
 
-    Zip archives are .npz; IDX files start with two zero bytes (after gzip decompression,
-    if gzipped); anything else is treated as CSV text.
+
+def _magic_hex(path):
+    """The first 4 bytes (decompressed if gzipped) as 0x........, for messages."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] == GZIP_MAGIC:
+        try:
+            with gzip.open(path, "rb") as g:
+                head = g.read(4)
+        except (OSError, EOFError):
+            pass
+    return "0x" + head.hex()
+
+
+def detect_format(path):
+    """Guess a data file's format from its first bytes: 'npz', 'npy', 'idx' or 'csv'.
+
+    Zip archives are .npz; ``\\x93NUMPY`` starts a single .npy array; IDX files start with
+    two zero bytes (after gzip decompression, if gzipped); anything else is treated as CSV
+    text.
 
     Raises
     ------
@@ -281,6 +342,8 @@ def detect_format(path):
         head = f.read(4)
     if head in (_ZIP_MAGIC, _EMPTY_ZIP_MAGIC):
         return "npz"
+    if head == _NPY_MAGIC[:4]:
+        return "npy"
     if head[:2] == GZIP_MAGIC:
         try:
             with gzip.open(path, "rb") as g:
@@ -292,7 +355,8 @@ def detect_format(path):
     return "csv"
 
 
-def load_dataset(path, *, target=None, labels=None, require_target=True, task="auto"):
+def load_dataset(path, *, target=None, labels=None, require_target=True, task="auto",
+                 index_column=False):
     """Load features and targets from a CSV, NPZ or IDX file, whichever ``path`` is.
 
     Parameters
@@ -309,6 +373,8 @@ def load_dataset(path, *, target=None, labels=None, require_target=True, task="a
         without ``labels``); otherwise return ``y = None``.
     task : {'auto', 'classification', 'regression'}
         How to type CSV target columns (see :func:`load_csv`).
+    index_column : bool, default False
+        CSV only: the first column is a row index to leave out (see :func:`load_csv`).
 
     Returns
     -------
@@ -326,11 +392,19 @@ def load_dataset(path, *, target=None, labels=None, require_target=True, task="a
     """
     fmt = detect_format(path)
     name = os.fspath(path)
+    if fmt == "npy":
+        raise ValueError(f"{name} is a single NumPy array (.npy); a data file holds features "
+                         "and targets together: numpy.savez('data.npz', X=X, y=y) writes one "
+                         "(y may be left out for predictions)")
     if fmt != "csv" and target is not None:
         raise ValueError(f"{name} is an {fmt.upper()} file; --target names a column of a CSV "
                          "file" + (" (an .npz holds arrays X and y)" if fmt == "npz" else
                                    " (give IDX labels with --labels)"))
     if fmt != "idx" and labels is not None:
+        if fmt == "csv" and not looks_like_text(path):
+            raise ValueError(f"{name} is not an IDX file: its magic number is "
+                             f"{_magic_hex(path)}, and an IDX images file starts with "
+                             "0x00000803 (unsigned bytes, 3 dimensions)")
         raise ValueError(f"{name} is a {fmt.upper()} file; --labels is for IDX image files")
     if fmt == "csv":
         if target is None and require_target:
@@ -341,7 +415,7 @@ def load_dataset(path, *, target=None, labels=None, require_target=True, task="a
             shown += ", ..." if len(columns) > 12 else ""
             raise ValueError(f"{name}: name the target column with --target (the columns are "
                              f"{shown})")
-        X, y, names = load_csv(path, target, task=task)
+        X, y, names = load_csv(path, target, task=task, index_column=index_column)
         return X, y, {"format": "csv", "feature_names": names}
     if fmt == "npz":
         X, y = load_npz(path, require_y=require_target)

@@ -60,7 +60,7 @@ def _read_exact(stream, n):
     return b"".join(chunks)
 
 
-def read_idx(path):
+def read_idx(path, *, ndim=None):
     """Read one IDX file (plain or gzipped) into a uint8 array shaped as its header says.
 
     Parameters
@@ -68,6 +68,9 @@ def read_idx(path):
     path : str or os.PathLike
         An IDX file, e.g. ``train-images-idx3-ubyte`` or ``train-labels-idx1-ubyte.gz``.
         Compression is detected from the content, not the name.
+    ndim : int, optional
+        The number of dimensions the file must have (3 for images, 1 for labels), checked
+        against the magic number before any data is read.
 
     Returns
     -------
@@ -80,9 +83,11 @@ def read_idx(path):
         No file at ``path``.
     ValueError
         The file is not a well-formed unsigned-byte IDX file: wrong magic bytes, an element
-        type other than 0x08 (unsigned byte), no dimensions, or a data size that does not
-        match the dimensions (truncated file or trailing bytes); or a corrupt gzip stream.
+        type other than 0x08 (unsigned byte), no dimensions (or not ``ndim``), or a data
+        size that does not match the dimensions (truncated file or trailing bytes); or a
+        corrupt gzip stream.
     """
+    expected_ndim = ndim
     name = os.fspath(path)
     stream, raw, compressed = _open(path)
     what = f"{name} is not a valid IDX file"
@@ -104,6 +109,8 @@ def read_idx(path):
             if ndim == 0 or ndim > _MAX_DIMS:
                 raise ValueError(f"{what}: {ndim} dimensions in the header (expected 1 to "
                                  f"{_MAX_DIMS})")
+            if expected_ndim is not None and ndim != expected_ndim:
+                raise ValueError(_wrong_ndim(name, head, expected_ndim))
             dim_bytes = _read_exact(stream, 4 * ndim)
             if len(dim_bytes) < 4 * ndim:
                 raise ValueError(f"{what}: the header announces {ndim} dimensions but the "
@@ -132,6 +139,19 @@ def read_idx(path):
             f"{what}: the header announces {shape} = {size} bytes of data after the "
             f"{header_size}-byte header, but the file holds more (trailing bytes)")
     return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+
+
+_KINDS = {3: ("images", "(N, rows, cols)", "labels"), 1: ("labels", "(N,)", "images")}
+
+
+def _wrong_ndim(name, head, expected):
+    """'an IDX images file has 3 dimensions ..., this one has 1 (is it a labels file?)'."""
+    kind, shape, other = _KINDS[expected]
+    got = head[3]
+    hint = f": is it {'an' if other == 'images' else 'a'} {other} file?" if got in _KINDS else ""
+    return (f"{name}: an IDX {kind} file has {expected} dimension{'s' if expected > 1 else ''} "
+            f"{shape}, magic number 0x000008{expected:02x}; this one has {got} (magic number "
+            f"0x{head.hex()}{hint})")
 
 
 def load_idx(images_path, labels_path=None, *, dtype=np.float64):
@@ -172,7 +192,10 @@ def load_idx(images_path, labels_path=None, *, dtype=np.float64):
     >>> X.shape, y.shape                                  # doctest: +SKIP
     ((60000, 784), (60000,))
     """
-    images = read_idx(images_path)
+    images = read_idx(images_path, ndim=3)
+    if images.shape[0] == 0:
+        raise ValueError(f"{os.fspath(images_path)}: the header announces 0 images "
+                         f"({'x'.join(map(str, images.shape))}): the file holds no data")
     if images.ndim != 3:
         hint = " (is it a labels file?)" if images.ndim == 1 else ""
         raise ValueError(
@@ -181,7 +204,7 @@ def load_idx(images_path, labels_path=None, *, dtype=np.float64):
     X = images.reshape(images.shape[0], -1).astype(dtype)
     if labels_path is None:
         return X, None
-    labels = read_idx(labels_path)
+    labels = read_idx(labels_path, ndim=1)
     if labels.ndim != 1:
         hint = " (is it an images file?)" if labels.ndim == 3 else ""
         raise ValueError(
