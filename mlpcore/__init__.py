@@ -12,8 +12,8 @@ from mlpcore._fit import fit
 from mlpcore._model import MLP, load
 from mlpcore._optimizers import LBFGS, SGD, Adam, Momentum, Nesterov, Optimizer, Solver
 from mlpcore._results import (
-    FeatureScaleWarning, NotFittedError, TrainingDivergedWarning, TrainingFailedWarning,
-    TrainingInterruptedWarning, TrainingResult,
+    FeatureNamesWarning, FeatureScaleWarning, NotFittedError, TrainingDivergedWarning,
+    TrainingFailedWarning, TrainingInterruptedWarning, TrainingResult,
 )
 
 __version__ = "0.1.0"
@@ -23,6 +23,7 @@ __all__ = [
     "MLP",
     "SGD",
     "Adam",
+    "FeatureNamesWarning",
     "FeatureScaleWarning",
     "Momentum",
     "Nesterov",

@@ -21,7 +21,7 @@ from mlpcore._base import (
 from mlpcore._initializers import from_arrays, glorot_uniform
 from mlpcore._lbfgs import LBFGSIterations
 from mlpcore._optimizers import OPTIMIZERS, make_optimizer
-from mlpcore._results import FeatureScaleWarning, NotFittedError, warn
+from mlpcore._results import FeatureNamesWarning, FeatureScaleWarning, NotFittedError, warn
 from mlpcore._scaling import SCALINGS, SPREAD_WARNING, Scaling, scale_spread
 from mlpcore._schedules import Schedule
 from mlpcore._splitting import validation_split
@@ -233,12 +233,13 @@ class MLP:
         if self.feature_names is None:
             if names is not None:
                 warn(f"{name} has feature names, but the model was trained without them; its "
-                     "columns are taken by position", UserWarning)
+                     "columns are taken by position", FeatureNamesWarning)
             return X
         if names is None:
             warn(f"{name} has no feature names, but the model was trained with "
                  f"{len(self.feature_names)} named features; its columns are taken by "
-                 "position. Pass a DataFrame to have them matched by name.", UserWarning)
+                 "position. Pass a DataFrame to have them matched by name.",
+                 FeatureNamesWarning)
             return X
         if names == self.feature_names:
             return X

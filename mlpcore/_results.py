@@ -33,6 +33,11 @@ class FeatureScaleWarning(UserWarning):
     (``scale='standard'`` makes the model scale its inputs)."""
 
 
+class FeatureNamesWarning(UserWarning):
+    """Columns taken by position although one side has names: a plain array given to a
+    model trained on a DataFrame, or a DataFrame given to one trained without names."""
+
+
 class TrainingResult:
     """What one call to fit, fit_more or partial_fit did.
 

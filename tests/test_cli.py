@@ -680,3 +680,52 @@ def test_train_plot_without_matplotlib_fails_before_training(cli, rows120, monke
     assert "network" not in proc.stdout
     assert not (rows120.parent / "curve.png").exists()
     assert not (rows120.parent / "model.npz").exists()
+
+
+# -- the same rules as the library: names, one-hot rows, the task ------------------------------
+
+def test_csv_columns_are_matched_by_header_name(cli, blobs_csv, tmp_path):
+    proc = cli("train", blobs_csv, "--target", "species", "--hidden", "8", "--epochs", "60",
+               "--seed", "0", "--validation-split", "none", "--output", tmp_path / "m.npz")
+    assert proc.returncode == 0, proc.stderr
+    model = mlpcore.load(tmp_path / "m.npz")
+    assert model.feature_names == ["x", "y", "noise"]
+    in_order = cli("evaluate", tmp_path / "m.npz", blobs_csv, "--target", "species")
+    with open(blobs_csv) as f:
+        rows = list(csv.reader(f))
+    reordered = tmp_path / "reordered.csv"
+    with open(reordered, "w", newline="") as f:
+        csv.writer(f).writerows([[r[3], r[2], r[1], r[0]] for r in rows])
+    shuffled = cli("evaluate", tmp_path / "m.npz", reordered, "--target", "species")
+    assert shuffled.returncode == 0, shuffled.stderr
+    accuracy = parse_percent(in_order.stdout, "accuracy")
+    assert accuracy > 0.9 and parse_percent(shuffled.stdout, "accuracy") == accuracy
+    assert "Warning" not in shuffled.stderr
+    missing = tmp_path / "missing.csv"
+    with open(missing, "w", newline="") as f:
+        csv.writer(f).writerows([[r[0], r[1], r[3]] for r in rows])
+    proc = cli("evaluate", tmp_path / "m.npz", missing, "--target", "species")
+    assert proc.returncode == 1 and "no column 'noise'" in proc.stderr
+
+
+def test_a_one_hot_npz_trains_and_evaluates(cli, tmp_path, rng):
+    X = rng.normal(size=(150, 4))
+    y = np.argmax(X[:, :3], axis=1)
+    np.savez(tmp_path / "onehot.npz", X=X, y=np.eye(3)[y])
+    proc = cli("train", tmp_path / "onehot.npz", "--hidden", "8", "--epochs", "30",
+               "--seed", "0", "-o", tmp_path / "oh.npz")
+    assert proc.returncode == 0, proc.stderr
+    proc = cli("evaluate", tmp_path / "oh.npz", tmp_path / "onehot.npz")
+    assert proc.returncode == 0, proc.stderr
+    assert parse_percent(proc.stdout, "accuracy") > 0.5
+
+
+def test_task_classification_classifies_numeric_labels(cli, tmp_path, rng):
+    X = rng.normal(size=(150, 3))
+    y = (X[:, 0] > 0).astype(float) + (X[:, 1] > 0)  # 0.0, 1.0, 2.0
+    np.savez(tmp_path / "float_labels.npz", X=X, y=y)
+    proc = cli("train", tmp_path / "float_labels.npz", "--task", "classification",
+               "--hidden", "8", "--epochs", "30", "--seed", "0", "-o", tmp_path / "c.npz")
+    assert proc.returncode == 0, proc.stderr
+    model = mlpcore.load(tmp_path / "c.npz")
+    assert model.classes.tolist() == [0.0, 1.0, 2.0] and model.task == "classification"

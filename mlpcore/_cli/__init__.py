@@ -93,7 +93,11 @@ def main(argv=None):
     saved_showwarning = warnings.showwarning
     warnings.showwarning = show_warning
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            # The commands match a CSV's columns to the model by header name themselves
+            # (_files.check_features) and take other files by position, as they say.
+            warnings.simplefilter("ignore", mlpcore.FeatureNamesWarning)
+            return args.func(args)
     except CLIError as exc:
         return report_error(exc, exc.status)
     except FileNotFoundError as exc:

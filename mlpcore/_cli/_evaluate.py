@@ -42,7 +42,7 @@ def run(args):
     X, y, info = load_data(args.data, target=args.target, labels=args.labels,
                            require_target=True, task="auto" if classifier else "regression",
                            index_column=args.index_column)
-    check_features(model, X, args.data, info, args.target)
+    X = check_features(model, X, args.data, info, args.target)
     sizes = "-".join(map(str, model.sizes))
     kind = f"classification, {len(model.classes)} classes" if classifier else "regression"
     out(f"model: {args.model} (network {sizes}, {kind})")

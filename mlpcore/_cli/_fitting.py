@@ -257,6 +257,8 @@ def fit_with_options(X, y, opts, *, progress, validation=None):
                   epochs=opts.epochs, learning_rate=learning_rate, alpha=opts.alpha,
                   seed=opts.seed, dtype=opts.dtype, n_threads=opts.threads,
                   **stopping_keywords(opts))
+    if getattr(opts, "task", "auto") != "auto":
+        kwargs["task"] = opts.task
     if validation is not None:
         kwargs["validation_data"] = validation
     if progress:

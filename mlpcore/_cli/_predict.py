@@ -85,7 +85,7 @@ def run(args):
             raise CLIError(f"{exc}; if that is the target column, name it with --target "
                            "to leave it out") from None
         raise
-    check_features(model, X, args.data, info, args.target)
+    X = check_features(model, X, args.data, info, args.target)
     header, columns = _prediction_columns(model, X, args.proba)
     if args.output:
         try:

@@ -101,10 +101,10 @@ def add_parser(subparsers):
     p.set_defaults(func=run)
 
 
-def _targets_of(y, data_path, output, loss):
+def _targets_of(y, data_path, output, loss, task=None):
     """What fit will make of y (task, classes, outputs): mlpcore's own rule, Targets.from_y."""
     try:
-        return Targets.from_y(y, output, loss)
+        return Targets.from_y(y, output, loss, task)
     except (TypeError, ValueError) as exc:
         raise CLIError(f"{data_path}: unusable targets ({exc})") from None
 
@@ -175,7 +175,8 @@ def run(args):
     X, y, info = load_data(args.data, target=args.target, labels=args.labels,
                            require_target=True, task=args.task,
                            index_column=args.index_column)
-    targets = _targets_of(y, args.data, args.output_activation, args.loss)
+    targets = _targets_of(y, args.data, args.output_activation, args.loss,
+                          None if args.task == "auto" else args.task)
     task = targets.task
     what = f"target {args.target!r}" if args.target else "targets"
     if task == "classification":
@@ -234,6 +235,8 @@ def run(args):
         fold_into_inputs(model, x_scaling)
     if y_scaling is not None:
         fold_into_outputs(model, y_scaling)
+    # A CSV's header names the features: the saved model matches columns by name.
+    model.feature_names = info.get("feature_names")
     loss = model.history["loss"]
     if loss:
         out(f"final training loss {format_number(loss[-1])} after {len(loss)} epochs")
