@@ -706,6 +706,12 @@ def test_csv_columns_are_matched_by_header_name(cli, blobs_csv, tmp_path):
         csv.writer(f).writerows([[r[0], r[1], r[3]] for r in rows])
     proc = cli("evaluate", tmp_path / "m.npz", missing, "--target", "species")
     assert proc.returncode == 1 and "no column 'noise'" in proc.stderr
+    renamed = tmp_path / "renamed.csv"
+    with open(renamed, "w", newline="") as f:
+        csv.writer(f).writerows([["x", "y", "other", "species"]] + rows[1:])
+    proc = cli("evaluate", tmp_path / "m.npz", renamed, "--target", "species")
+    assert proc.returncode == 1
+    assert "no column 'noise'" in proc.stderr and "unknown column 'other'" in proc.stderr
 
 
 def test_a_one_hot_npz_trains_and_evaluates(cli, tmp_path, rng):

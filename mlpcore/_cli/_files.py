@@ -66,28 +66,32 @@ def load_data(path, **kwargs):
 def check_features(model, X, data_path, info, target):
     """X with the columns the model takes, in its order; CLIError if it cannot have them.
 
-    A CSV's columns are matched to a model's ``feature_names`` by header name (any order;
-    missing ones are an error naming them, extra ones are left out); other files, and
-    models without names, are taken by position and must have the model's column count.
+    A CSV's columns are matched to a model's ``feature_names`` by header name, in any order;
+    missing or unknown ones are an error naming them. Other files, and models without
+    names, are taken by position and must have the model's column count.
     One column too many in a CSV read without --target is most likely the target column,
     and the message says so.
     """
     names, wanted = info.get("feature_names"), getattr(model, "feature_names", None)
+    detail = ""
     if names is not None and wanted is not None:
         missing = [n for n in wanted if n not in names]
-        if missing:
-            shown = ", ".join(repr(n) for n in missing[:10])
-            raise CLIError(f"{data_path} has no column {shown}, which the model was trained "
-                           f"on (its features: {', '.join(map(repr, wanted[:10]))}"
-                           f"{', ...' if len(wanted) > 10 else ''})")
-        return X[:, [names.index(n) for n in wanted]]
+        unknown = [n for n in names if n not in wanted]
+        if not missing and not unknown:
+            return X[:, [names.index(n) for n in wanted]]
+        detail = " (" + "; ".join(part for part in (
+            f"no column {', '.join(map(repr, missing[:10]))}" if missing else "",
+            f"unknown column {', '.join(map(repr, unknown[:10]))}" if unknown else "")
+            if part) + ")"
+        if len(names) == len(wanted):
+            raise CLIError(f"{data_path}'s columns are not the model's features{detail}")
     if X.shape[1] == model.n_features:
         return X
     hint = ""
     if info["format"] == "csv" and target is None and X.shape[1] == model.n_features + 1:
         hint = "; if one column is the target, name it with --target"
     raise CLIError(f"{data_path} has {X.shape[1]} feature columns but the model takes "
-                   f"{model.n_features}{hint}")
+                   f"{model.n_features}{hint}{detail}")
 
 
 def save_model(model, path):
