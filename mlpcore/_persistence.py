@@ -32,10 +32,10 @@ never execute code. Its members:
 ``input_shift``, ``input_scale``
     float64 vectors of the inputs' scaling, for a model with ``scale=`` set.
 
-These names are :data:`KNOWN_MEMBERS` (``optimizer_state_<i>`` for any small ``i``); a new
-member must be added there to be read. Other members are skipped: their data is never read
-(only the ``.npy`` header of an other ``*.npy`` member, a few hundred bytes, is checked like
-any other), and they are not passed to the model.
+These names are :data:`KNOWN_MEMBERS` (``optimizer_state_<i>`` for ``i`` below 100); a new
+member must be added there (and to ``_KNOWN_MEMBER``) to be read. Other members are skipped:
+their data is never read and they are not passed to the model; of another ``*.npy`` member
+only the ``.npy`` header (a few hundred bytes) is checked, as every member's is.
 
 Versions
 --------
@@ -48,15 +48,17 @@ What loading checks
 -------------------
 Everything in the file is untrusted, and memory and time stay bounded by the file's size.
 The zip directory is checked before any member is read: at most :data:`MAX_MEMBERS`
-entries, no name twice, and every entry's local header and data inside the file and
-overlapping no other entry's (a crafted zip whose thousands of entries all point at one
-stored member would otherwise be read thousands of times). Each member's ``.npy`` header is
-read first and its declared size compared with the bytes actually present, so no allocation
-is ever driven by a size the file merely claims; compressed members, object arrays and unknown
-``.npy`` versions are refused; the zip CRC of every array read is verified. The metadata must
-have the right types; the parameter vector must have exactly the length the layer sizes imply
-(checked before the network is built), its dtype, and finite values. Any failure raises
-ValueError naming the file and the problem.
+entries (the count the end record announces, and a directory of at most 1 KiB per allowed
+entry, both checked before the directory is parsed), no name twice, and every entry's local
+header and data inside the file and overlapping no other entry's (a crafted zip whose
+thousands of entries all point at one stored member would otherwise be read thousands of
+times). Each member's ``.npy`` header is read first and its declared size compared with the
+bytes actually present, so no allocation is ever driven by a size the file merely claims;
+compressed members, object arrays and unknown ``.npy`` versions are refused; the zip CRC of
+every array read is verified. The metadata must have the right types; the parameter vector
+must have exactly the length the layer sizes imply (checked before the network is built),
+its dtype, and finite values. Any failure raises ValueError naming the file and the
+problem.
 
 How saving writes
 -----------------
@@ -117,6 +119,14 @@ MAX_MEMBERS = 64
 _KNOWN_MEMBER = re.compile(r"(?:meta|theta|classes|optimizer_state_[0-9]{1,2})\Z")
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # the zip local file header, 30 bytes
 _LOCAL_MAGIC = b"PK\x03\x04"
+_END_RECORD = struct.Struct("<4s4H2LH")  # end of central directory, 22 bytes
+_END_MAGIC = b"PK\x05\x06"
+_ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")  # zip64 end of central directory, 56 bytes
+_ZIP64_END_MAGIC = b"PK\x06\x06"
+_ZIP64_MAGIC = b"PK\x06\x07"  # zip64 end of central directory locator, 20 bytes
+_ZIP64_LOCATOR_SIZE = 20
+# A directory entry is 46 bytes plus its name and extra fields: 1 KiB each is generous.
+_MAX_DIRECTORY_BYTES = MAX_MEMBERS * 1024
 _TEMPORARY_TAG = ".mlpcore-save-"
 _TEMPORARY_SUFFIX = ".tmp"
 _TOKEN_DIGITS = 16
@@ -473,6 +483,7 @@ def _read_members(f):
     read-only.
     """
     size = f.seek(0, os.SEEK_END)
+    _check_end_record(f, size)
     archive = zipfile.ZipFile(f)
     infos = archive.infolist()
     _check_directory(f, infos, min(getattr(archive, "start_dir", size), size))
@@ -513,6 +524,43 @@ def _read_members(f):
         members[name] = (array.reshape(shape[::-1]).T if fortran_order
                          else array.reshape(shape))
     return members
+
+
+def _check_end_record(f, size):
+    """Refuse an archive whose end record announces too many entries or too long a directory.
+
+    Read before :class:`zipfile.ZipFile` parses the directory (which takes time in
+    proportion to its length, whatever count it announces), and found as zipfile finds it:
+    the last 22 bytes if they are an end record without comment, else the last end-record
+    signature in the final 64 KiB; with the zip64 end record just before it, if any.
+    """
+    f.seek(max(size - _END_RECORD.size, 0))
+    last = f.read(_END_RECORD.size)
+    if len(last) == _END_RECORD.size and last[:4] == _END_MAGIC and last[-2:] == b"\0\0":
+        at = size - _END_RECORD.size
+    else:
+        tail_start = max(size - (1 << 16) - _END_RECORD.size, 0)
+        f.seek(tail_start)
+        found = f.read().rfind(_END_MAGIC)
+        if found < 0 or size - (tail_start + found) < _END_RECORD.size:
+            return  # not a zip: zipfile refuses it
+        at = tail_start + found
+    before = min(at, _ZIP64_LOCATOR_SIZE + _ZIP64_END_RECORD.size)
+    f.seek(at - before)
+    data = f.read(before + _END_RECORD.size)
+    end = _END_RECORD.unpack_from(data, before)
+    count, directory = end[4], end[5]
+    if (before == _ZIP64_LOCATOR_SIZE + _ZIP64_END_RECORD.size
+            and data[_ZIP64_END_RECORD.size:_ZIP64_END_RECORD.size + 4] == _ZIP64_MAGIC):
+        end64 = _ZIP64_END_RECORD.unpack_from(data, 0)
+        if end64[0] == _ZIP64_END_MAGIC:
+            count, directory = end64[7], end64[8]
+    if count > MAX_MEMBERS:
+        raise ValueError(f"the archive has {count} members; a model file has at most "
+                         f"{MAX_MEMBERS}")
+    if directory > _MAX_DIRECTORY_BYTES:
+        raise ValueError(f"the archive's directory takes {directory} bytes; a model file's "
+                         f"takes at most {_MAX_DIRECTORY_BYTES}")
 
 
 def _check_directory(f, infos, end):

@@ -57,7 +57,7 @@ def test_a_small_gzip_declaring_a_gigabyte_it_does_not_hold_allocates_nothing_la
     path.write_bytes(gzipped(header(20000, 224, 224), 40_000_000))
     assert path.stat().st_size < MiB
     for reader in (read_idx, load_idx):
-        outcome, peak = peak_while(lambda: reader(path))
+        outcome, peak = peak_while(lambda reader=reader: reader(path))
         assert isinstance(outcome, ValueError), outcome
         assert "20000x224x224 = 1003520000 bytes" in str(outcome)
         assert "only 40000000 follow" in str(outcome) and str(path) in str(outcome)

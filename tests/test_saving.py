@@ -518,6 +518,23 @@ def test_thousands_of_entries_pointing_at_one_member_are_refused_quickly(tmp_pat
     assert reader.bytes_read < len(crafted) - theta_bytes + 64 * 1024, reader.bytes_read
 
 
+def test_a_directory_longer_than_its_announced_count_is_refused_before_it_is_parsed(
+        tmp_path, models):
+    # The end record says 3 entries; the directory holds 50,003, which a zip reader parses
+    # one by one whatever the count says (about a second here).
+    _, _, raw = models
+    body, records = split_zip(raw)
+    directory = [*records.values()] + [records["meta.npy"]] * 50_000
+    crafted = bytearray(join_zip(body, directory))
+    struct.pack_into("<2H", crafted, len(crafted) - _EOCD.size + 8, 3, 3)
+    path = tmp_path / "long.npz"
+    path.write_bytes(crafted)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"the archive's directory takes \d+ bytes"):
+        mlpcore.load(path)
+    assert time.perf_counter() - start < 0.5
+
+
 def test_directory_entries_that_overlap_are_refused(tmp_path, big_model_file):
     raw, _ = big_model_file
     body, records = split_zip(raw)
