@@ -112,11 +112,13 @@ except ImportError:  # Windows: an open file cannot be deleted there, which is l
 FORMAT_NAME = "mlpcore-model"
 FORMAT_VERSION = 1
 #: Members :func:`load_state` reads; ``optimizer_state_<i>`` is matched by pattern.
-KNOWN_MEMBERS = ("meta", "theta", "classes", "optimizer_state_<i>")
+KNOWN_MEMBERS = ("meta", "theta", "classes", "optimizer_state_<i>", "input_shift",
+                 "input_scale")
 #: More zip entries than this and the file is refused before any member is read.
 MAX_MEMBERS = 64
 
-_KNOWN_MEMBER = re.compile(r"(?:meta|theta|classes|optimizer_state_[0-9]{1,2})\Z")
+_KNOWN_MEMBER = re.compile(
+    r"(?:meta|theta|classes|optimizer_state_[0-9]{1,2}|input_shift|input_scale)\Z")
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # the zip local file header, 30 bytes
 _LOCAL_MAGIC = b"PK\x03\x04"
 _END_RECORD = struct.Struct("<4s4H2LH")  # end of central directory, 22 bytes

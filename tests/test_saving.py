@@ -595,3 +595,17 @@ def test_member_counts_up_to_the_limit_load_and_beyond_it_are_refused(tmp_path, 
                                          f"{limit}"):
         mlpcore.load(path)
     assert _persistence.MAX_MEMBERS == limit
+
+
+def test_every_member_a_model_writes_is_one_the_loader_reads(tmp_path):
+    # Unknown members are skipped, so a member added to get_state must be added to
+    # _persistence's known members too, or it would silently not load.
+    model = mlpcore.fit(X * 1000, Y, hidden=(4,), optimizer="adam", epochs=1, seed=0,
+                        scale="standard")
+    _, arrays = model.get_state()
+    assert {"theta", "classes", "optimizer_state_0", "input_shift"} <= set(arrays)
+    unread = [name for name in ["meta", *arrays] if not _persistence._KNOWN_MEMBER.match(name)]
+    assert not unread, f"members the loader skips: {unread}"
+    model.save(tmp_path / "model.npz")
+    loaded = mlpcore.load(tmp_path / "model.npz")
+    assert np.array_equal(loaded.predict_proba(X * 1000), model.predict_proba(X * 1000))
