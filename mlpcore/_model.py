@@ -689,8 +689,10 @@ class MLP:
     def save(self, path):
         """Write the model to ``path`` (an .npz archive; see :func:`mlpcore.load`).
 
-        The write is atomic: the file is written beside the target and renamed over it, so
-        a crash mid-save leaves any previous file intact.
+        ``path`` is a path or a binary file object (``io.BytesIO``). A file is written
+        atomically (a temporary file beside it, renamed over it), through a symbolic link to
+        its target; a read-only or hard-linked file is refused, a FIFO or device written in
+        place: the rules are in :mod:`mlpcore._persistence`.
         """
         self._require_built()
         _persistence.save_state(*self.get_state(), path)
@@ -709,7 +711,8 @@ def load(path):
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str, os.PathLike or binary file object
+        A file, or a file object such as ``io.BytesIO`` holding the archive up to its end.
 
     Returns
     -------

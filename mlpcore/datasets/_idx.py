@@ -13,15 +13,33 @@ Big-endian throughout::
     ...         the data, prod(dims) elements, C order
 
 An images file has d = 3 (N, rows, cols), a labels file d = 1 (N,). Files may be gzipped
-(detected by the gzip magic bytes 0x1f 0x8b, whatever the file name). The header is checked
-before the data is read, and decompression stops one byte past the size the header
-announces, so a corrupt or hostile file can neither make the reader allocate more than the
-header claims nor pass with trailing or missing bytes.
+(detected by the gzip magic bytes 0x1f 0x8b, whatever the file name).
+
+What reading checks
+-------------------
+A header is only a claim, so nothing is allocated by it until the data is known to be there
+and to fit in memory:
+
+1. The header is read and checked (magic bytes, element type, 1 to 8 dimensions).
+2. The declared size is compared with the data present: a plain file's length is known
+   from the file system; a gzipped stream is decompressed once in 1 MiB chunks that are
+   counted and dropped, stopping one byte past the declared size (so a small file that
+   inflates to gigabytes costs time, never memory). Missing or trailing bytes raise
+   ValueError.
+3. The memory the result needs (the uint8 pixels, plus the converted X for
+   :func:`load_idx`) is compared with the memory available (``MemAvailable`` and the
+   cgroup limit on Linux, physical memory elsewhere, the address space everywhere); a size
+   that will not fit raises ValueError saying how much is needed and available. For a
+   gzipped stream this check comes first, before any decompression.
+4. Only then is one array of exactly the declared size allocated and filled chunk by chunk.
 """
 
 import gzip
+import math
 import os
+import stat
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -32,32 +50,188 @@ _TYPE_NAMES = {0x08: "unsigned byte", 0x09: "signed byte", 0x0B: "short (int16)"
                0x0C: "int (int32)", 0x0D: "float (float32)", 0x0E: "double (float64)"}
 # No real IDX file has more; a larger count means the bytes are not an IDX header.
 _MAX_DIMS = 8
-
-
-def _open(path):
-    """Open ``path`` for binary reading, decompressing if it starts with the gzip magic."""
-    f = open(path, "rb")
-    try:
-        magic = f.read(2)
-        f.seek(0)
-        if magic == GZIP_MAGIC:
-            return gzip.GzipFile(fileobj=f, mode="rb"), f, True
-    except BaseException:
-        f.close()
-        raise
-    return f, f, False
+_CHUNK = 1 << 20
 
 
 def _read_exact(stream, n):
-    """Read up to ``n`` bytes (fewer only at the end of the stream)."""
+    """Read up to ``n`` bytes (fewer only at the end of the stream); ``n`` is small."""
     chunks, remaining = [], n
     while remaining > 0:
-        chunk = stream.read(min(remaining, 1 << 24))
+        chunk = stream.read(remaining)
         if not chunk:
             break
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
+
+
+def _count_up_to(stream, limit):
+    """How many bytes ``stream`` still holds, counting at most ``limit``; nothing is kept."""
+    total = 0
+    while total < limit:
+        chunk = stream.read(min(_CHUNK, limit - total))
+        if not chunk:
+            break
+        total += len(chunk)
+    return total
+
+
+def _read_into(stream, out):
+    """Fill the uint8 array ``out`` from ``stream`` chunk by chunk; the bytes read."""
+    view = memoryview(out).cast("B")
+    filled = 0
+    while filled < len(view):
+        n = stream.readinto(view[filled:filled + _CHUNK])
+        if not n:
+            break
+        filled += n
+    return filled
+
+
+def _available_memory():
+    """The bytes of memory this process can still allocate, as far as the system tells.
+
+    The smallest of: ``MemAvailable`` from ``/proc/meminfo`` (or the physical memory where
+    there is no ``/proc``), what the process's cgroup (v2) limit leaves, and the address
+    space (``sys.maxsize``).
+
+    Returns
+    -------
+    int
+    """
+    limits = [sys.maxsize]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if len(limits) == 1:
+        try:
+            limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (AttributeError, ValueError, OSError):
+            pass
+    try:
+        with open("/proc/self/cgroup") as f:
+            relative = next(line.split(":", 2)[2].strip() for line in f
+                            if line.startswith("0::"))
+        folder = os.path.join("/sys/fs/cgroup", relative.lstrip("/"))
+        with open(os.path.join(folder, "memory.max")) as f:
+            limit = f.read().strip()
+        if limit != "max":
+            with open(os.path.join(folder, "memory.current")) as f:
+                limits.append(max(int(limit) - int(f.read()), 0))
+    except (OSError, ValueError, IndexError, StopIteration):
+        pass
+    return min(limits)
+
+
+def _human(n):
+    """``n`` bytes as text: '1 GB', '25.1 MB', '3 bytes'."""
+    for unit, scale in (("EB", 10**18), ("PB", 10**15), ("TB", 10**12), ("GB", 10**9),
+                        ("MB", 10**6), ("kB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def _read_idx(path, converted_itemsize=0, converted_dtype=None, expected_ndim=None):
+    """:func:`read_idx`, refusing a result that with ``converted_itemsize`` more bytes per
+    element (the array the caller converts it to) would not fit in memory."""
+    name = os.fspath(path)
+    what = f"{name} is not a valid IDX file"
+    with open(path, "rb") as raw:
+        compressed = raw.read(2) == GZIP_MAGIC
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+        try:
+            try:
+                dims = _read_header(stream, what, name, expected_ndim)
+                header_size = 4 + 4 * len(dims)
+                size = math.prod(dims)
+                if compressed:
+                    _check_memory(name, dims, size, converted_itemsize, converted_dtype)
+                    present = _count_up_to(stream, size + 1)  # +1 to detect trailing data
+                else:
+                    st = os.fstat(raw.fileno())
+                    present = (st.st_size - header_size if stat.S_ISREG(st.st_mode)
+                               else _count_up_to(stream, size + 1))
+                _check_length(what, dims, header_size, size, present)
+                if not compressed:
+                    _check_memory(name, dims, size, converted_itemsize, converted_dtype)
+                raw.seek(0)
+                if compressed:  # the second pass, now that the size is known to be right
+                    stream.close()
+                    stream = gzip.GzipFile(fileobj=raw, mode="rb")
+                _read_exact(stream, header_size)
+                data = np.empty(size, dtype=np.uint8)
+                if _read_into(stream, data) != size or stream.read(1):
+                    raise ValueError(f"{name} changed while it was being read")
+            except (OSError, EOFError, zlib.error) as exc:
+                if not compressed:
+                    raise
+                raise ValueError(f"{name}: corrupt gzip data ({exc})") from None
+        finally:
+            if stream is not raw:
+                stream.close()
+    return data.reshape(dims)
+
+
+def _read_header(stream, what, name, expected_ndim=None):
+    """The dimensions in an IDX header, checked (``expected_ndim``: 3 for images, 1 for
+    labels, None for any)."""
+    head = _read_exact(stream, 4)
+    if len(head) < 4:
+        raise ValueError(f"{what}: {len(head)} bytes, shorter than the 4-byte magic number")
+    if head[0] != 0 or head[1] != 0:
+        raise ValueError(f"{what}: magic number starts with 0x{head[0]:02x} 0x{head[1]:02x}, "
+                         "expected 0x00 0x00")
+    code, ndim = head[2], head[3]
+    if code != UNSIGNED_BYTE:
+        kind = _TYPE_NAMES.get(code, "unknown")
+        raise ValueError(f"{what}: element type 0x{code:02x} ({kind}); only 0x08 (unsigned "
+                         "byte), the type MNIST uses, is supported")
+    if ndim == 0 or ndim > _MAX_DIMS:
+        raise ValueError(f"{what}: {ndim} dimensions in the header (expected 1 to "
+                         f"{_MAX_DIMS})")
+    if expected_ndim is not None and ndim != expected_ndim:
+        raise ValueError(_wrong_ndim(name, head, expected_ndim))
+    dim_bytes = _read_exact(stream, 4 * ndim)
+    if len(dim_bytes) < 4 * ndim:
+        raise ValueError(f"{what}: the header announces {ndim} dimensions but the file ends "
+                         "inside the header")
+    return struct.unpack(f">{ndim}I", dim_bytes)
+
+
+def _check_length(what, dims, header_size, size, present):
+    shape = "x".join(str(d) for d in dims)
+    if present < size:
+        raise ValueError(
+            f"{what}: the header announces {shape} = {size} bytes of data after the "
+            f"{header_size}-byte header, but only {present} follow (truncated file?)")
+    if present > size:
+        raise ValueError(
+            f"{what}: the header announces {shape} = {size} bytes of data after the "
+            f"{header_size}-byte header, but the file holds more (trailing bytes)")
+
+
+def _check_memory(name, dims, size, converted_itemsize, converted_dtype):
+    """Raise ValueError if the data, and its conversion, would not fit in memory."""
+    need = size * (1 + converted_itemsize)
+    available = _available_memory()
+    if need <= available:
+        return
+    shape = "x".join(str(d) for d in dims)
+    as_what = (f" and {_human(size * converted_itemsize)} more as {converted_dtype}"
+               if converted_itemsize else "")
+    hint = ("; load it with dtype=np.float32, or on a machine with more memory"
+            if converted_itemsize > 4 and size * 5 <= available else "")
+    raise ValueError(
+        f"{name}: the header announces {shape} = {size} bytes ({_human(size)}) of data"
+        f"{as_what}, which will not fit in the {_human(available)} of memory available"
+        f"{hint}")
 
 
 def read_idx(path, *, ndim=None):
@@ -83,62 +257,12 @@ def read_idx(path, *, ndim=None):
         No file at ``path``.
     ValueError
         The file is not a well-formed unsigned-byte IDX file: wrong magic bytes, an element
-        type other than 0x08 (unsigned byte), no dimensions (or not ``ndim``), or a data
-        size that does not match the dimensions (truncated file or trailing bytes); or a
-        corrupt gzip stream.
+        type other than 0x08 (unsigned byte), no dimensions, or a data size that does not
+        match the dimensions (truncated file or trailing bytes); a corrupt gzip stream; or
+        a declared size that will not fit in the memory available. Nothing the size of the
+        data is allocated before these checks (see the module's "What reading checks").
     """
-    expected_ndim = ndim
-    name = os.fspath(path)
-    stream, raw, compressed = _open(path)
-    what = f"{name} is not a valid IDX file"
-    try:
-        try:
-            head = _read_exact(stream, 4)
-            if len(head) < 4:
-                raise ValueError(f"{what}: {len(head)} bytes, shorter than the 4-byte magic number")
-            if head[0] != 0 or head[1] != 0:
-                raise ValueError(
-                    f"{what}: magic number starts with 0x{head[0]:02x} 0x{head[1]:02x}, "
-                    "expected 0x00 0x00")
-            code, ndim = head[2], head[3]
-            if code != UNSIGNED_BYTE:
-                kind = _TYPE_NAMES.get(code, "unknown")
-                raise ValueError(
-                    f"{what}: element type 0x{code:02x} ({kind}); only 0x08 (unsigned byte), "
-                    "the type MNIST uses, is supported")
-            if ndim == 0 or ndim > _MAX_DIMS:
-                raise ValueError(f"{what}: {ndim} dimensions in the header (expected 1 to "
-                                 f"{_MAX_DIMS})")
-            if expected_ndim is not None and ndim != expected_ndim:
-                raise ValueError(_wrong_ndim(name, head, expected_ndim))
-            dim_bytes = _read_exact(stream, 4 * ndim)
-            if len(dim_bytes) < 4 * ndim:
-                raise ValueError(f"{what}: the header announces {ndim} dimensions but the "
-                                 "file ends inside the header")
-            dims = struct.unpack(f">{ndim}I", dim_bytes)
-            size = 1
-            for d in dims:
-                size *= d
-            data = _read_exact(stream, size + 1)  # one more byte to detect trailing data
-        except (OSError, EOFError, zlib.error) as exc:
-            if not compressed:
-                raise
-            raise ValueError(f"{name}: corrupt gzip data ({exc})") from None
-    finally:
-        stream.close()
-        if raw is not stream:
-            raw.close()
-    header_size = 4 + 4 * ndim
-    shape = "x".join(str(d) for d in dims)
-    if len(data) < size:
-        raise ValueError(
-            f"{what}: the header announces {shape} = {size} bytes of data after the "
-            f"{header_size}-byte header, but only {len(data)} follow (truncated file?)")
-    if len(data) > size:
-        raise ValueError(
-            f"{what}: the header announces {shape} = {size} bytes of data after the "
-            f"{header_size}-byte header, but the file holds more (trailing bytes)")
-    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+    return _read_idx(path, expected_ndim=ndim)
 
 
 _KINDS = {3: ("images", "(N, rows, cols)", "labels"), 1: ("labels", "(N,)", "images")}
@@ -182,7 +306,9 @@ def load_idx(images_path, labels_path=None, *, dtype=np.float64):
         A file does not exist.
     ValueError
         A file is malformed (see :func:`read_idx`), the images file does not have 3
-        dimensions or the labels file 1, or their sample counts differ.
+        dimensions or the labels file 1, their sample counts differ, or the images would
+        not fit in memory as ``dtype`` (the pixels and X together are checked against the
+        memory available before either is allocated).
 
     Examples
     --------
@@ -192,7 +318,8 @@ def load_idx(images_path, labels_path=None, *, dtype=np.float64):
     >>> X.shape, y.shape                                  # doctest: +SKIP
     ((60000, 784), (60000,))
     """
-    images = read_idx(images_path, ndim=3)
+    dtype = np.dtype(dtype)
+    images = _read_idx(images_path, dtype.itemsize, dtype.name, expected_ndim=3)
     if images.shape[0] == 0:
         raise ValueError(f"{os.fspath(images_path)}: the header announces 0 images "
                          f"({'x'.join(map(str, images.shape))}): the file holds no data")
@@ -204,7 +331,7 @@ def load_idx(images_path, labels_path=None, *, dtype=np.float64):
     X = images.reshape(images.shape[0], -1).astype(dtype)
     if labels_path is None:
         return X, None
-    labels = read_idx(labels_path, ndim=1)
+    labels = _read_idx(labels_path, np.dtype(np.int64).itemsize, "int64", expected_ndim=1)
     if labels.ndim != 1:
         hint = " (is it an images file?)" if labels.ndim == 3 else ""
         raise ValueError(
