@@ -26,7 +26,7 @@ from mlpcore._scaling import SCALINGS, SPREAD_WARNING, Scaling, scale_spread
 from mlpcore._schedules import Schedule
 from mlpcore._splitting import validation_split
 from mlpcore._targets import TASKS, Targets
-from mlpcore._threads import blas_threads
+from mlpcore._threads import MAX_THREADS, blas_threads
 from mlpcore._training import CompiledEpochs, train
 from mlpcore._validation import (
     check_bool, check_hidden, check_int, check_positive_float, check_sample_weight, check_X,
@@ -92,8 +92,11 @@ class MLP:
         self.batch_size = batch_size
         self.epochs = check_int(epochs, "epochs", minimum=1)
         self.shuffle = check_bool(shuffle, "shuffle")
-        if seed is not None and not isinstance(seed, (numbers.Integral, np.random.SeedSequence)):
+        if isinstance(seed, bool) or (seed is not None and not isinstance(
+                seed, (numbers.Integral, np.random.SeedSequence))):
             raise TypeError(f"seed must be an integer or None, got {seed!r}")
+        if isinstance(seed, numbers.Integral) and seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed}")
         self.seed = seed
         self._requested_dtype = None if dtype is None else working_dtype(None, dtype)
         self.init = init
@@ -113,16 +116,27 @@ class MLP:
                 raise ValueError(
                     f"validation_fraction must be in (0, 1), got {validation_fraction}")
         self.validation_fraction = validation_fraction
-        if not (class_weight is None or class_weight == "balanced"
+        if not (class_weight is None or (isinstance(class_weight, str)
+                                          and class_weight == "balanced")
                 or isinstance(class_weight, dict)):
             raise ValueError(
                 f"class_weight must be None, 'balanced' or a dict, got {class_weight!r}")
+        if isinstance(class_weight, dict):
+            for label, weight in class_weight.items():
+                if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
+                    raise TypeError(f"class_weight[{label!r}] must be a number, got {weight!r}")
+                if not (math.isfinite(weight) and weight >= 0):
+                    raise ValueError(f"class_weight[{label!r}] must be a finite number >= 0, "
+                                     f"got {weight!r}")
         self.class_weight = class_weight
         self.verbose = check_bool(verbose, "verbose")
         if callback is not None and not callable(callback):
             raise TypeError("callback must be callable as callback(epoch, model, logs)")
         self.callback = callback
-        self.n_threads = None if n_threads is None else check_int(n_threads, "n_threads", minimum=1)
+        if n_threads is not None and check_int(n_threads, "n_threads") > MAX_THREADS:
+            raise ValueError(f"n_threads must be at most {MAX_THREADS} (BLAS takes the thread "
+                             f"count as a C int), got {n_threads}")
+        self.n_threads = n_threads
         self._network = None
         self._workspace = None  # engine work buffers, kept between calls (not state)
 
@@ -261,6 +275,9 @@ class MLP:
         return X, Ym, sw
 
     def _validation_arrays(self, validation_data):
+        if not isinstance(validation_data, (tuple, list)):
+            raise TypeError("validation_data must be a tuple (X_val, Y_val) or (X_val, Y_val, "
+                            f"weights), got {type(validation_data).__name__}")
         if len(validation_data) not in (2, 3):
             raise ValueError("validation_data must be (X_val, Y_val) or (X_val, Y_val, weights)")
         Xv = self._inputs(validation_data[0], "validation X")

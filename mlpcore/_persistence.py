@@ -457,7 +457,7 @@ def _load_from(f, path, rebuild):
         _fail(path, "missing the 'meta' or 'theta' member")
     try:
         meta = json.loads(members.pop("meta").tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5,000-digit number
         _fail(path, f"unreadable metadata ({type(exc).__name__}: {exc})")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         _fail(path, "no mlpcore-model format marker")

@@ -55,7 +55,15 @@ class Schedule:
     def epoch_ended(self, samples_seen):
         """Update the rate after an epoch; ``samples_seen`` counts the model's whole life."""
         if self.kind == "invscaling":
-            self.current = self.base_rate / (samples_seen + 1) ** self.power_t
+            try:
+                rate = self.base_rate / (samples_seen + 1) ** self.power_t
+            except OverflowError:  # (samples + 1) ** power_t beyond a float: a rate of 0
+                rate = 0.0
+            if not rate > 0:
+                raise ValueError(f"schedule='invscaling' with power_t={self.power_t:g} takes the "
+                                 f"learning rate to 0 after {samples_seen} samples; use a "
+                                 "smaller power_t (scikit-learn's default is 0.5)")
+            self.current = rate
 
     def plateau(self):
         """The monitored quantity stopped improving. Returns True if training should stop.

@@ -60,6 +60,8 @@ def infer_task(y, output=None, loss=None):
         return "regression"
     if y.ndim == 2 and y.shape[1] == 1:
         y = y.ravel()
+    if y.ndim == 1 and y.dtype.kind == "O":
+        _check_one_kind(y)
     if (y.ndim == 1 and _is_label_array(y)) or _is_indicator(y):
         return "classification"
     return "regression"
@@ -272,7 +274,11 @@ class Targets:
         else:
             per_class = np.ones(n_classes)
             for label, weight in class_weight.items():
-                pos = np.flatnonzero(self.classes == np.asarray(label, dtype=self.classes.dtype))
+                try:
+                    pos = np.flatnonzero(self.classes == np.asarray(label,
+                                                                    dtype=self.classes.dtype))
+                except (TypeError, ValueError, OverflowError):
+                    pos = []
                 if len(pos) == 0:
                     raise ValueError(f"class_weight names label {label!r}, which is not one of "
                                      f"the classes {self.classes.tolist()}")
@@ -356,6 +362,16 @@ class Targets:
         return targets
 
 
+def _check_one_kind(y):
+    """Refuse an object Y mixing labels (str, int, bool) with other values, naming the first."""
+    label = (str, int, np.integer, bool, np.bool_)
+    first = isinstance(y[0], label)
+    for i, v in enumerate(y):
+        if isinstance(v, label) != first:
+            raise TypeError(f"Y mixes labels and other values: Y[0] is {y[0]!r} but Y[{i}] is "
+                            f"{v!r} ({type(v).__name__}); give one kind of label, or numbers")
+
+
 def _sorted_labels(y):
     """The sorted unique labels of a 1-D Y (object arrays of one kind of label included)."""
     if y.dtype.kind == "O":
@@ -363,7 +379,12 @@ def _sorted_labels(y):
             classes = np.unique(y)
         except TypeError:
             raise TypeError("labels in Y must all be of one kind (all str or all int)") from None
-        return classes.astype(str if isinstance(classes[0], str) else np.int64)
+        if isinstance(classes[0], str):
+            return classes.astype(str)
+        if any(not -2**63 <= int(c) < 2**63 for c in (classes[0], classes[-1])):
+            raise ValueError(f"Y holds labels beyond 64-bit integers ({classes[-1]!r}); "
+                             "give them as strings")
+        return classes.astype(np.int64)
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise ValueError("Y contains NaN or infinity")
     if y.dtype.kind == "c":

@@ -88,7 +88,7 @@ def check_X(X, dtype, n_features=None, name="X"):
     ValueError
         Not 2-D, empty, NaN or infinite values, or the wrong number of features.
     """
-    arr = _as_numeric_array(X, name)
+    arr = _as_numeric_array(_from_nullable_columns(X), name)
     if arr.ndim != 2:
         hint = f"; for a single feature use {name}.reshape(-1, 1)" if arr.ndim == 1 else ""
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got {arr.ndim}-D{hint}")
@@ -98,15 +98,49 @@ def check_X(X, dtype, n_features=None, name="X"):
         raise ValueError(f"{name} has zero features")
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features, but the model expects {n_features}")
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > np.dtype(dtype).itemsize:
+        big = np.finfo(dtype).max
+        for start in range(0, arr.shape[0], _FINITE_CHECK_ROWS):
+            part = arr[start:start + _FINITE_CHECK_ROWS]
+            with np.errstate(invalid="ignore"):
+                over = np.abs(part) > big
+            if over.any():
+                row, col = np.argwhere(over)[0]
+                raise ValueError(
+                    f"{name} holds {part[row, col]!r} (row {start + row}, column {col}), beyond "
+                    f"{np.dtype(dtype).name}'s range (+-{big:.3g}); train in float64 "
+                    "(dtype=None or numpy.float64) or rescale the features")
     arr = np.ascontiguousarray(arr, dtype=dtype)
     check_finite(arr, name)
     return arr
 
 
+def _from_nullable_columns(X):
+    """A DataFrame with pandas' nullable columns (Float64, Int64, boolean) as a float64
+    array with NaN for missing values (then refused as NaN, naming the row); anything else
+    unchanged. NumPy would make such a frame an object array."""
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is None or not hasattr(X, "to_numpy"):
+        return X
+    try:
+        nullable = any(getattr(d, "na_value", None) is not None and not isinstance(d, np.dtype)
+                       for d in dtypes)
+    except TypeError:
+        return X
+    if not nullable:
+        return X
+    try:
+        return X.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        return X
+
+
 def check_sample_weight(sample_weight, n_samples, dtype):
     """Return per-sample weights as a C-contiguous 1-D array, or None when not given.
 
-    Weights must be finite and non-negative, with a positive sum.
+    Weights must be finite and non-negative, with a positive sum that the working dtype
+    can hold: neither overflowing (1e308 each) nor below its normal range (1e-320 each),
+    where every later division by it would be blamed on the learning rate.
     """
     if sample_weight is None:
         return None
@@ -122,8 +156,18 @@ def check_sample_weight(sample_weight, n_samples, dtype):
     check_finite(sw, "sample_weight")
     if (sw < 0).any():
         raise ValueError("sample_weight must be non-negative")
-    if not sw.sum() > 0:
+    with np.errstate(over="ignore"):
+        total = sw.sum(dtype=np.float64 if dtype == np.float64 else np.float32)
+    info = np.finfo(dtype)
+    if not np.isfinite(total):
+        raise ValueError(f"sample_weight sums beyond {np.dtype(dtype).name}'s range; only the "
+                         "weights' ratios matter: divide them by their maximum")
+    if not total > 0:
         raise ValueError("sample_weight must have a positive sum")
+    if total < info.tiny:
+        raise ValueError(f"sample_weight sums to {float(total):.3g}, below "
+                         f"{np.dtype(dtype).name}'s normal range; only the weights' ratios "
+                         "matter: divide them by their maximum")
     return sw
 
 
