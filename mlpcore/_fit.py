@@ -39,7 +39,12 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
     hidden : int or tuple of int, default (100,)
         Widths of the hidden layers, e.g. ``(128, 64)``; ``()`` for none.
     activation : {'sigmoid', 'tanh', 'relu', 'identity'}, default 'sigmoid'
-        Activation g of the hidden layers (the tutorial's sigmoid by default).
+        Activation g of the hidden layers (the tutorial's sigmoid by default). Names of
+        activations, outputs, losses and optimizers are case-insensitive, and scikit-learn's
+        and Keras's names are accepted for the same things: 'logistic' (sigmoid), 'linear'
+        (identity), 'squared_error' (mse), 'log_loss', 'categorical_crossentropy' and
+        'binary_crossentropy' (cross_entropy); ``model.activation`` and the others hold the
+        canonical name.
     output : {'softmax', 'sigmoid', 'identity', 'exp'}, optional
         Output activation; given explicitly it always wins. With two classes and 'sigmoid'
         the network has one output unit, P(classes[1]). 'exp' (with loss 'poisson') is for

@@ -745,3 +745,56 @@ def test_a_model_file_with_a_5000_digit_number_names_the_file(tmp_path):
     np.savez(path, meta=np.frombuffer(text.encode(), dtype=np.uint8), **arrays)
     with pytest.raises(ValueError, match=r"huge\.npz is not a readable mlpcore model file"):
         mlpcore.load(path)
+
+
+# -- API details ------------------------------------------------------------------------------------
+
+def test_build_returns_the_model_and_an_untrained_model_has_no_history():
+    model = mlpcore.MLP((3,), seed=0)
+    for name in ("history", "dtype", "output", "samples_seen", "weights"):
+        with pytest.raises(mlpcore.NotFittedError, match="not been trained"):
+            getattr(model, name)
+    assert not hasattr(model, "history")
+    built = model.build(XE, YE)
+    assert built is model and model.history == {"loss": [], "lr": []}
+    assert np.isfinite(model.build(XE, YE).loss(XE, YE))
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(verbose="no"), TypeError, "verbose must be True or False"),
+    (dict(early_stopping=1), TypeError, "early_stopping must be True or False"),
+    (dict(hidden=b"x"), TypeError, "hidden must be a sequence"),
+    (dict(hidden={}), TypeError, "hidden must be a sequence"),
+    (dict(hidden={3, 4}), TypeError, "hidden must be a sequence"),
+    (dict(optimizer="Adam", learning_rate="0.1"), TypeError, "learning_rate must be a number"),
+])
+def test_settings_take_only_what_they_document(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        mlpcore.MLP(**kwargs)
+
+
+def test_optimizer_constants_and_weights_must_be_numbers():
+    with pytest.raises(TypeError, match="beta1 must be a number"):
+        mlpcore.Adam(beta1="0.5")
+    with pytest.raises(TypeError, match="momentum must be a number"):
+        mlpcore.Momentum(momentum="0.9")
+    with pytest.raises(TypeError, match="sample_weight must hold numbers"):
+        mlpcore.fit(XE, YE, epochs=1, sample_weight=True)
+
+
+def test_documented_aliases_give_the_canonical_names():
+    model = mlpcore.MLP(activation="Logistic", output="linear", loss="squared_error",
+                        optimizer="Adam")
+    assert (model.activation, model._requested_output, model._requested_loss,
+            model.optimizer.rule) == ("sigmoid", "identity", "mse", "adam")
+    for alias in ("log_loss", "categorical_crossentropy", "binary_crossentropy"):
+        assert mlpcore.MLP(loss=alias)._requested_loss == "cross_entropy"
+
+
+def test_a_schedule_may_return_numpy_scalars_and_numpy_seeds_are_saved(tmp_path):
+    model = mlpcore.fit(XE, YE, hidden=(2,), epochs=2, schedule=lambda e: np.float32(0.01),
+                        seed=np.int64(7))
+    assert model.history["lr"] == [float(np.float32(0.01))] * 2
+    mlpcore.fit(XE, YE, hidden=(2,), epochs=1, schedule=lambda e: np.int64(1))
+    model.save(tmp_path / "m.npz")
+    assert mlpcore.load(tmp_path / "m.npz").seed == 7
