@@ -375,8 +375,7 @@ def test_choices_and_defaults_come_from_the_library():
         opts = argparse.Namespace(optimizer=name, learning_rate=None)
         resolve_learning_rate(opts)
         assert opts.learning_rate == default_learning_rate(name)
-        assert opts.learning_rate == getattr(mlpcore.MLP(optimizer=name).optimizer,
-                                             "learning_rate")
+        assert opts.learning_rate == mlpcore.MLP(optimizer=name).optimizer.learning_rate
 
 
 def test_live_progress_validation_and_early_stopping(cli, blobs_csv, tmp_path):

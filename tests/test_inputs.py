@@ -747,7 +747,7 @@ def test_a_model_file_with_a_5000_digit_number_names_the_file(tmp_path):
         mlpcore.load(path)
 
 
-# -- API details ------------------------------------------------------------------------------------
+# -- API details --------------------------------------------------------------------------------
 
 def test_build_returns_the_model_and_an_untrained_model_has_no_history():
     model = mlpcore.MLP((3,), seed=0)
