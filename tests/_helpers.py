@@ -1,7 +1,9 @@
 """Helpers shared by several test files: small data sets, parameter comparisons, and the
 hypothesis strategy that draws random problems and fit settings."""
 
+import io
 import warnings
+import zipfile
 
 import numpy as np
 from hypothesis import strategies as st
@@ -85,3 +87,18 @@ def make_problem(rng, n=7, d=4, hidden=(5, 3), k=3, output="softmax"):
 def flat(Ws, bs):
     """Weights and biases as one vector in the engine's layout: W_1 row-major, b_1, W_2, ..."""
     return np.concatenate([np.concatenate([W.ravel(), b]) for W, b in zip(Ws, bs)])
+
+
+def members_of(raw):
+    """The members of a zip archive's bytes: {name: bytes}."""
+    with zipfile.ZipFile(io.BytesIO(raw)) as z:
+        return {info.filename: z.read(info) for info in z.infolist()}
+
+
+def archive(members):
+    """A zip archive (stored, as numpy.savez writes) of {name: bytes}, as bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buffer.getvalue()

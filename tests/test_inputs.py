@@ -507,8 +507,46 @@ BAD_FIT_CALLS = [
 ]
 
 
-@pytest.mark.parametrize("call,exc,match", [c[1:] for c in BAD_FIT_CALLS],
-                         ids=[c[0] for c in BAD_FIT_CALLS])
+XE = np.random.default_rng(3).normal(size=(40, 3))
+YE = (XE[:, 0] > 0).astype(int)
+
+NAMED_REFUSALS = [
+    ("seed -1", lambda: mlpcore.MLP(seed=-1), ValueError, r"seed must be a non-negative"),
+    ("seed bool", lambda: mlpcore.MLP(seed=True), TypeError, r"seed must be an integer"),
+    ("n_threads 10**20", lambda: mlpcore.MLP(n_threads=10**20), ValueError,
+     r"n_threads must be at most 2147483647.*got 10{20}"),
+    ("class_weight value", lambda: mlpcore.MLP(class_weight={0: "x"}), TypeError,
+     r"class_weight\[0\] must be a number, got 'x'"),
+    ("class_weight label", lambda: mlpcore.fit(XE, YE, epochs=1, class_weight={"a": 1}),
+     ValueError, r"class_weight names label 'a', which is not one of the classes \[0, 1\]"),
+    ("validation_data int", lambda: mlpcore.fit(XE, YE, epochs=1, validation_data=3),
+     TypeError, r"validation_data must be a tuple .*got int"),
+    ("labels beyond int64", lambda: mlpcore.fit(XE, np.array([2**70, 1] * 20, dtype=object),
+                                                epochs=1),
+     ValueError, r"labels beyond 64-bit integers"),
+    ("Y with no columns", lambda: mlpcore.fit(XE, np.zeros((40, 0)), epochs=1), ValueError,
+     r"Y has no columns"),
+    ("a float after 1,000 labels",
+     lambda: mlpcore.fit(np.zeros((1240, 2)), np.array([0, 1] * 600 + [0.5] + [1] * 39,
+                                                       dtype=object), epochs=1),
+     TypeError, r"Y mixes labels and other values: .*Y\[1200\] is 0.5"),
+    ("sample_weight overflow", lambda: mlpcore.fit(XE, YE, epochs=1,
+                                                   sample_weight=np.full(40, 1e308)),
+     ValueError, r"sample_weight sums beyond float64's range"),
+    ("sample_weight underflow", lambda: mlpcore.fit(XE, YE, epochs=1,
+                                                    sample_weight=np.full(40, 1e-320)),
+     ValueError, r"sample_weight sums to .*below float64's normal range"),
+    ("float64 beyond float32", lambda: mlpcore.fit(XE * 1e300, YE, epochs=1,
+                                                   dtype=np.float32),
+     ValueError, r"beyond float32's range"),
+    ("power_t 1e308", lambda: mlpcore.fit(XE, YE, epochs=2, schedule="invscaling",
+                                          power_t=1e308),
+     ValueError, r"power_t=1e\+308 takes the learning rate to 0"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", [c[1:] for c in BAD_FIT_CALLS + NAMED_REFUSALS],
+                         ids=[c[0] for c in BAD_FIT_CALLS + NAMED_REFUSALS])
 def test_bad_fit_input_is_refused_clearly(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
@@ -678,52 +716,7 @@ def test_feature_names_in_a_file_must_fit_the_inputs(tmp_path):
         mlpcore.MLP.from_state(meta, arrays)
 
 
-# -- errors that name the problem -----------------------------------------------------------------
-
-XE = np.random.default_rng(3).normal(size=(40, 3))
-YE = (XE[:, 0] > 0).astype(int)
-
-NAMED_REFUSALS = [
-    ("seed -1", lambda: mlpcore.MLP(seed=-1), ValueError, r"seed must be a non-negative"),
-    ("seed bool", lambda: mlpcore.MLP(seed=True), TypeError, r"seed must be an integer"),
-    ("n_threads 10**20", lambda: mlpcore.MLP(n_threads=10**20), ValueError,
-     r"n_threads must be at most 2147483647.*got 10{20}"),
-    ("class_weight value", lambda: mlpcore.MLP(class_weight={0: "x"}), TypeError,
-     r"class_weight\[0\] must be a number, got 'x'"),
-    ("class_weight label", lambda: mlpcore.fit(XE, YE, epochs=1, class_weight={"a": 1}),
-     ValueError, r"class_weight names label 'a', which is not one of the classes \[0, 1\]"),
-    ("validation_data int", lambda: mlpcore.fit(XE, YE, epochs=1, validation_data=3),
-     TypeError, r"validation_data must be a tuple .*got int"),
-    ("labels beyond int64", lambda: mlpcore.fit(XE, np.array([2**70, 1] * 20, dtype=object),
-                                                epochs=1),
-     ValueError, r"labels beyond 64-bit integers"),
-    ("Y with no columns", lambda: mlpcore.fit(XE, np.zeros((40, 0)), epochs=1), ValueError,
-     r"Y has no columns"),
-    ("a float after 1,000 labels",
-     lambda: mlpcore.fit(np.zeros((1240, 2)), np.array([0, 1] * 600 + [0.5] + [1] * 39,
-                                                       dtype=object), epochs=1),
-     TypeError, r"Y mixes labels and other values: .*Y\[1200\] is 0.5"),
-    ("sample_weight overflow", lambda: mlpcore.fit(XE, YE, epochs=1,
-                                                   sample_weight=np.full(40, 1e308)),
-     ValueError, r"sample_weight sums beyond float64's range"),
-    ("sample_weight underflow", lambda: mlpcore.fit(XE, YE, epochs=1,
-                                                    sample_weight=np.full(40, 1e-320)),
-     ValueError, r"sample_weight sums to .*below float64's normal range"),
-    ("float64 beyond float32", lambda: mlpcore.fit(XE * 1e300, YE, epochs=1,
-                                                   dtype=np.float32),
-     ValueError, r"beyond float32's range"),
-    ("power_t 1e308", lambda: mlpcore.fit(XE, YE, epochs=2, schedule="invscaling",
-                                          power_t=1e308),
-     ValueError, r"power_t=1e\+308 takes the learning rate to 0"),
-]
-
-
-@pytest.mark.parametrize("call,exc,match", [c[1:] for c in NAMED_REFUSALS],
-                         ids=[c[0] for c in NAMED_REFUSALS])
-def test_errors_name_the_argument_and_the_value(call, exc, match):
-    with pytest.raises(exc, match=match):
-        call()
-
+# -- errors that name the problem (more in NAMED_REFUSALS, with the battery above) -----------
 
 def test_pandas_nullable_columns_without_missing_values_are_accepted():
     pd = pytest.importorskip("pandas")

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 import mlpcore
 from _helpers import classification_data as data
-from _helpers import same_weights
+from _helpers import archive, members_of, same_weights
 from mlpcore import _persistence
 
 
@@ -47,19 +47,6 @@ def saved(tmp_path_factory):
     path = tmp_path_factory.mktemp("saved") / "model.npz"
     model.save(path)
     return path, path.read_bytes(), model
-
-
-def members_of(raw):
-    with zipfile.ZipFile(io.BytesIO(raw)) as z:
-        return {info.filename: z.read(info) for info in z.infolist()}
-
-
-def archive(members):
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return buffer.getvalue()
 
 
 def npy(array):

@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 import mlpcore
+from _helpers import archive, members_of
 from mlpcore import _cli, _persistence
 
 try:
@@ -474,19 +475,6 @@ def at_offset(record, offset):
     return record[:42] + struct.pack("<L", offset) + record[46:]
 
 
-def stored(members):
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return buffer.getvalue()
-
-
-def members_of(raw):
-    with zipfile.ZipFile(io.BytesIO(raw)) as z:
-        return {info.filename: z.read(info) for info in z.infolist()}
-
-
 @pytest.fixture(scope="module")
 def big_model_file(tmp_path_factory):
     """A model file whose theta is 2.1 MB (266,755 float64 parameters)."""
@@ -546,9 +534,9 @@ def test_directory_entries_that_overlap_are_refused(tmp_path, big_model_file):
     # A member hidden inside the stored data of another: theta's local entry (header and
     # data) is the content of 'padding.bin', and the directory also lists it at that place.
     members = members_of(raw)
-    theta_zip = stored({"theta.npy": members.pop("theta.npy")})
+    theta_zip = archive({"theta.npy": members.pop("theta.npy")})
     theta_body, theta_records = split_zip(theta_zip)
-    nested = stored({**members, "padding.bin": theta_body})
+    nested = archive({**members, "padding.bin": theta_body})
     body, records = split_zip(nested)
     inner = body.index(theta_body)
     crafted = join_zip(body, [*records.values(), at_offset(theta_records["theta.npy"], inner)])
@@ -564,7 +552,7 @@ def test_unknown_members_are_skipped_without_being_read(tmp_path, models):
     first, _, raw = models
     notes = io.BytesIO()
     np.save(notes, np.zeros(2_500_000))  # a valid 20 MB array mlpcore does not know
-    crafted = bytearray(stored({**members_of(raw), "notes.npy": notes.getvalue(),
+    crafted = bytearray(archive({**members_of(raw), "notes.npy": notes.getvalue(),
                                 "blob.bin": bytes(20_000_000)}))
     with zipfile.ZipFile(io.BytesIO(crafted)) as z:
         info = z.getinfo("notes.npy")
@@ -587,10 +575,10 @@ def test_member_counts_up_to_the_limit_load_and_beyond_it_are_refused(tmp_path, 
     members = members_of(raw)
     fill = {f"note{i}.txt": b"n" for i in range(limit - len(members))}
     path = tmp_path / "many.npz"
-    path.write_bytes(stored({**members, **fill}))
+    path.write_bytes(archive({**members, **fill}))
     assert same_model(mlpcore.load(path), first)
     fill["one-too-many.txt"] = b"n"
-    path.write_bytes(stored({**members, **fill}))
+    path.write_bytes(archive({**members, **fill}))
     with pytest.raises(ValueError, match=f"{limit + 1} members; a model file has at most "
                                          f"{limit}"):
         mlpcore.load(path)
