@@ -268,3 +268,107 @@ def test_mlpcore_imports_without_scikit_learn():
                              timeout=120)
     assert out.returncode == 0, out.stderr
     assert "pip install 'mlpcore[sklearn]'" in out.stdout
+
+
+@pytest.mark.parametrize("cls", ["MLPClassifier", "MLPRegressor"])
+@pytest.mark.parametrize("params", [dict(solver="lbfgs"), dict(solver="sgd"),
+                                    dict(solver="adam", early_stopping=True)],
+                         ids=lambda p: "-".join(map(str, p.values())))
+def test_every_fitted_attribute_scikit_learn_sets_is_set_alike(cls, params):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(80, 4))
+    y = (X[:, 0] > 0).astype(int) if cls == "MLPClassifier" else X @ [1.0, 2.0, 0.0, -1.0]
+    kw = dict(hidden_layer_sizes=(6,), max_iter=4, random_state=0, **params)
+    ours = globals()[cls](**kw).fit(X, y)
+    theirs = getattr(sk, cls)(**kw).fit(X, y)
+    assert set(vars(theirs)) <= set(vars(ours)), set(vars(theirs)) - set(vars(ours))
+    for name, theirs_value in vars(theirs).items():
+        ours_value = getattr(ours, name)
+        assert type(ours_value) is type(theirs_value), name
+        if name in ("_coef_indptr", "_intercept_indptr", "_no_improvement_count", "t_",
+                    "n_iter_", "n_layers_", "n_outputs_", "out_activation_"):
+            assert ours_value == theirs_value, name
+    if params["solver"] == "lbfgs":
+        assert ours._coef_indptr[0] == (0, 24, (4, 6))
+        assert ours._intercept_indptr[-1] == (36, 37)
+
+
+def test_private_numpy_helpers_work_on_a_drop_in_fitted_model():
+    # scikit-learn's _loss_grad_lbfgs / _backprop / _forward_pass, called on the drop-in,
+    # give what they give on scikit-learn's own model with the same weights; and the loss
+    # is the one the drop-in's engine minimised.
+    X, y = digits(60)
+    kw = dict(hidden_layer_sizes=(7,), solver="lbfgs", max_iter=3, random_state=0,
+              activation="tanh", alpha=1e-3)
+    ours = MLPClassifier(**kw).fit(X, y)
+    theirs = sk.MLPClassifier(**kw).fit(X, y)
+    theirs.coefs_ = [c.copy() for c in ours.coefs_]
+    theirs.intercepts_ = [b.copy() for b in ours.intercepts_]
+    Y = ours._label_binarizer.transform(y).astype(float)
+    theta = np.hstack([a.ravel() for a in ours.coefs_ + ours.intercepts_])
+    results = []
+    for est in (ours, theirs):
+        units = [64, 7, 10]
+        acts = [X] + [np.empty((60, u)) for u in units[1:]]
+        deltas = [np.empty((60, u)) for u in units[1:]]
+        cg = [np.empty((a, b)) for a, b in zip(units[:-1], units[1:])]
+        ig = [np.empty(b) for b in units[1:]]
+        results.append(est._loss_grad_lbfgs(theta, X, Y, None, acts, deltas, cg, ig))
+        np.testing.assert_allclose(est._forward_pass(acts)[-1], ours.predict_proba(X),
+                                   rtol=1e-10)
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12)
+    assert results[0][0] == pytest.approx(ours.loss_, rel=1e-8)  # no step taken since
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_divergence_follows_scikit_learn(early_stopping):
+    # A learning rate far too high: the losses overflow in iteration 6. scikit-learn goes
+    # on with non-finite weights (NaN losses and validation scores) to max_iter and then
+    # raises, unless early stopping restores the best weights.
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    kw = dict(hidden_layer_sizes=20, activation="identity", solver="sgd",
+              learning_rate_init=1, max_iter=12, early_stopping=early_stopping,
+              random_state=0)
+    fitted = []
+    for cls in (MLPRegressor, sk.MLPRegressor):
+        est = cls(**kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+                if early_stopping:
+                    est.fit(X, y)
+                else:
+                    with pytest.raises(ValueError, match="^Solver produced non-finite "
+                                       "parameter weights. The input data may contain large "
+                                       "values and need to be preprocessed.$"):
+                        est.fit(X, y)
+        fitted.append(est)
+    ours, theirs = fitted
+    assert ours.n_iter_ == theirs.n_iter_ == 12
+    assert np.isnan(ours.loss_curve_).tolist() == np.isnan(theirs.loss_curve_).tolist()
+    assert 0 < np.isnan(ours.loss_curve_).sum() < 12
+    finite = ~np.isnan(theirs.loss_curve_)
+    np.testing.assert_allclose(np.array(ours.loss_curve_)[finite],
+                               np.array(theirs.loss_curve_)[finite], rtol=1e-9)
+    assert ours._no_improvement_count == theirs._no_improvement_count
+    if early_stopping:
+        ours_scores, theirs_scores = (np.array(e.validation_scores_) for e in fitted)
+        assert np.isnan(ours_scores).tolist() == np.isnan(theirs_scores).tolist()
+        assert np.isnan(ours_scores).any()
+        np.testing.assert_allclose(ours_scores[finite], theirs_scores[finite], rtol=1e-9)
+        assert ours.best_validation_score_ == pytest.approx(theirs.best_validation_score_)
+        assert all(np.isfinite(c).all() for c in ours.coefs_)
+        np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-9)
+    else:
+        assert not all(np.isfinite(c).all() for c in ours.coefs_)
+
+
+def test_partial_fit_that_diverges_raises_scikit_learns_error():
+    X = np.finfo(np.float64).max * np.random.default_rng(0).uniform(size=(10, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(ValueError, match="Solver produced non-finite parameter weights"):
+            MLPRegressor().partial_fit(X, np.arange(10.0))

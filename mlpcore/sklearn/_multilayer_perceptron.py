@@ -11,22 +11,28 @@ Each class subclasses scikit-learn's own and replaces exactly its three numeric 
 * ``_forward_pass_fast``: predictions through the engine.
 
 Everything else (parameter validation, input checks, label encoding, initialisation with the
-same random draws, ``partial_fit``, ``warm_start``, attributes, tags, metadata routing) is
+same random draws, ``partial_fit``, ``warm_start``, attributes, tags, metadata routing, and
+the NumPy helpers ``_forward_pass``, ``_backprop`` and ``_loss_grad_lbfgs``) is
 scikit-learn's own code, so the classes behave as scikit-learn's do; given the same
-``random_state`` they produce the same weights up to floating-point rounding.
+``random_state`` they produce the same weights up to floating-point rounding, and every
+attribute scikit-learn's ``fit`` sets (``_coef_indptr`` and ``_intercept_indptr`` after
+L-BFGS included) is set. scikit-learn's own ``neural_network/tests/test_mlp.py`` passes
+against these classes (``tests/test_sklearn_upstream.py``).
 
 Known differences:
 
 * With ``sample_weight``, ``loss_`` and ``loss_curve_`` average the batch losses weighted by
   the batches' total sample weights; scikit-learn weights them by batch length. The weights
   trained are the same.
-* When the loss overflows to NaN or infinity, training stops at that batch, keeps the last
-  finite weights and warns (``mlpcore.TrainingDivergedWarning``); scikit-learn carries on
-  and raises ``ValueError`` at the end if the weights became non-finite.
-* Sparse inputs are converted to dense arrays, batch by batch for prediction and whole for
-  training.
 * float32 inputs keep float32 weights with every solver (scikit-learn's L-BFGS returns
   float64 weights).
+* Sparse inputs are converted to dense arrays, batch by batch for prediction and whole for
+  training.
+* A batch whose loss is not finite sets every weight to NaN at once (the engine checks the
+  loss; scikit-learn applies the batch, after which its weights are non-finite too); the
+  later epochs then record NaN losses and validation scores and ``fit`` raises
+  scikit-learn's ``ValueError`` unless early stopping restores the best weights, as in
+  scikit-learn.
 """
 
 import warnings
@@ -46,7 +52,6 @@ from sklearn.utils.validation import validate_data
 import mlpcore._engine as _engine
 from mlpcore._base import HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS
 from mlpcore._threads import blas_threads
-from mlpcore._results import TrainingDivergedWarning
 
 # scikit-learn's names for the activations and output functions, in mlpcore's terms.
 _HIDDEN = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
@@ -129,8 +134,7 @@ class _EngineNumerics:
     def __getstate__(self):
         state = super().__getstate__()
         # Derived caches: rebuilt from coefs_ and intercepts_ after unpickling.
-        for key in ("_mlpcore_theta", "_mlpcore_views", "_mlpcore_network", "_mlpcore_key",
-                    "_mlpcore_state"):
+        for key in ("_mlpcore_theta", "_mlpcore_views", "_mlpcore_network", "_mlpcore_key"):
             state.pop(key, None)
         return state
 
@@ -195,6 +199,43 @@ class _EngineNumerics:
             return "sgd", s1, None
         return ("nesterov" if self.nesterovs_momentum else "momentum"), s1, None
 
+    def _stochastic_epoch(self, net, workspace, theta, X, Y, sw, sample_idx, batch_size, rule,
+                          s1, s2, penalty, scale):
+        """One epoch in the engine; sets ``loss_`` and returns whether the loss diverged.
+
+        The engine stops at the first batch whose loss is not finite (without applying it).
+        scikit-learn applies that batch and its weights become non-finite; so do these
+        (they are set to NaN), which leads to scikit-learn's NaN losses and validation scores
+        in the later epochs and to its ``ValueError`` at the end of ``fit``.
+        """
+        opt = self._optimizer
+        if rule == "adam":
+            lr, t = self.learning_rate_init, opt.t
+        else:
+            lr, t = opt.learning_rate, 0
+        loss_sum, weight_sum, updates, status = _engine.train_epoch(
+            net, workspace, theta, X, Y, sw, sample_idx if self.shuffle else None,
+            batch_size, rule, lr, alpha=self.alpha, momentum=self.momentum,
+            beta1=self.beta_1, beta2=self.beta_2, epsilon=self.epsilon, state1=s1,
+            state2=s2, t=t, penalty_out=penalty)
+        if rule == "adam" and updates:
+            opt.t += updates
+            opt.learning_rate = (self.learning_rate_init * np.sqrt(1 - self.beta_2 ** opt.t)
+                                 / (1 - self.beta_1 ** opt.t))
+        if status == _engine.EPOCH_INTERRUPTED:
+            raise KeyboardInterrupt
+        if status == _engine.EPOCH_DIVERGED:
+            warnings.warn(f"overflow: the loss became NaN or infinite in iteration "
+                          f"{self.n_iter_ + 1}; the weights are now non-finite. Try a smaller "
+                          "learning_rate_init or scale the input data.", RuntimeWarning,
+                          stacklevel=4)
+            theta[:] = np.nan
+            self.loss_ = np.nan
+            return True
+        data_loss = (loss_sum - penalty[0]) / scale + penalty[0]
+        self.loss_ = data_loss / (weight_sum if sw is not None else X.shape[0])
+        return False
+
     def _fit_stochastic(self, X, y, sample_weight, activations, deltas, coef_grads,
                         intercept_grads, layer_units, incremental):
         X, Y, sw, theta, net = self._engine_arrays(X, y, sample_weight)
@@ -237,8 +278,8 @@ class _EngineNumerics:
         workspace = _engine.Workspace(net, min(batch_size, _engine.CHUNK_ROWS), dtype)
         penalty = np.zeros(1)
         scale = self._loss_scale()
-        opt = self._optimizer
 
+        diverged = False
         with blas_threads(None, min(batch_size, _engine.CHUNK_ROWS), net.sizes):
             try:
                 self.n_iter_ = 0
@@ -246,33 +287,15 @@ class _EngineNumerics:
                     if self.shuffle:
                         # Only shuffle the sample indices: the engine gathers each batch.
                         sample_idx = shuffle(sample_idx, random_state=self._random_state)
-                    if rule == "adam":
-                        lr, t = self.learning_rate_init, opt.t
+                    if diverged:
+                        # scikit-learn goes on training non-finite weights: every later
+                        # epoch's loss (and validation score) is NaN.
+                        self.loss_ = np.nan
                     else:
-                        lr, t = opt.learning_rate, 0
-                    loss_sum, weight_sum, updates, status = _engine.train_epoch(
-                        net, workspace, theta, X, Y, sw, sample_idx if self.shuffle else None,
-                        batch_size, rule, lr, alpha=self.alpha, momentum=self.momentum,
-                        beta1=self.beta_1, beta2=self.beta_2, epsilon=self.epsilon, state1=s1,
-                        state2=s2, t=t, penalty_out=penalty)
-                    if rule == "adam" and updates:
-                        opt.t += updates
-                        opt.learning_rate = (self.learning_rate_init
-                                             * np.sqrt(1 - self.beta_2 ** opt.t)
-                                             / (1 - self.beta_1 ** opt.t))
-                    if status == _engine.EPOCH_INTERRUPTED:
-                        raise KeyboardInterrupt
-                    if status == _engine.EPOCH_DIVERGED:
-                        warnings.warn(
-                            f"the loss became NaN or infinite in iteration {self.n_iter_ + 1}; "
-                            "training stopped and the last finite weights are kept. Try a "
-                            "smaller learning_rate_init or scale the input data.",
-                            TrainingDivergedWarning)
-                        break
-
+                        diverged = self._stochastic_epoch(
+                            net, workspace, theta, X, Y, sw, sample_idx, batch_size, rule,
+                            s1, s2, penalty, scale)
                     self.n_iter_ += 1
-                    data_loss = (loss_sum - penalty[0]) / scale + penalty[0]
-                    self.loss_ = data_loss / weight_sum if sw is not None else data_loss / n_samples
 
                     self.t_ += n_samples
                     self.loss_curve_.append(self.loss_)
@@ -319,8 +342,24 @@ class _EngineNumerics:
             self.intercepts_ = self._best_intercepts
 
     # -- L-BFGS ----------------------------------------------------------------------------
+    def _set_packing(self, layer_units):
+        """scikit-learn's ``_coef_indptr`` and ``_intercept_indptr``: where each layer's
+        weights and biases sit in its packed vector (all weights, then all biases), read by
+        its ``_unpack`` and ``_loss_grad_lbfgs``."""
+        self._coef_indptr = []
+        self._intercept_indptr = []
+        start = 0
+        for n_fan_in, n_fan_out in zip(layer_units[:-1], layer_units[1:]):
+            self._coef_indptr.append((start, start + n_fan_in * n_fan_out,
+                                      (n_fan_in, n_fan_out)))
+            start += n_fan_in * n_fan_out
+        for n_fan_out in layer_units[1:]:
+            self._intercept_indptr.append((start, start + n_fan_out))
+            start += n_fan_out
+
     def _fit_lbfgs(self, X, y, sample_weight, activations, deltas, coef_grads,
                    intercept_grads, layer_units):
+        self._set_packing(layer_units)
         X, Y, sw, theta, net = self._engine_arrays(X, y, sample_weight)
         grad = np.empty_like(theta)
         workspace = _engine.Workspace(net, min(X.shape[0], _engine.CHUNK_ROWS), X.dtype)
@@ -342,7 +381,7 @@ class _EngineNumerics:
             opt_res = scipy.optimize.minimize(loss_and_gradient, theta.astype(np.float64),
                                               method="L-BFGS-B", jac=True, options=options)
         self.n_iter_ = _check_lbfgs_result(opt_res, self.max_iter)
-        self.loss_ = opt_res.fun
+        self.loss_ = np.float64(opt_res.fun)  # scikit-learn's loss_ is a NumPy scalar
         theta[:] = opt_res.x
 
 
