@@ -719,6 +719,19 @@ class MLP:
         """A model from a file written by :meth:`save` (see :func:`mlpcore.load`)."""
         return _persistence.load_state(path, cls.from_state)
 
+    def to_onnx(self, path=None, *, dtype=np.float32, opset=None):
+        """The model as an ONNX graph (``label`` + ``probabilities``, or ``predictions``),
+        written to ``path`` if given; needs ``pip install "mlpcore[onnx]"``. See
+        :mod:`mlpcore._onnx` for the graph's inputs and outputs.
+
+        Returns
+        -------
+        onnx.ModelProto
+        """
+        from mlpcore._onnx import to_onnx
+
+        return to_onnx(self, path, dtype=dtype, opset=opset)
+
 
 def load(path):
     """Load a model written by :meth:`MLP.save`.

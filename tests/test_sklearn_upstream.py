@@ -61,6 +61,7 @@ assert MLPRegressor is mlpcore.sklearn.MLPRegressor  # noqa: F821
 
 
 def test_upstream_suite_was_loaded():
-    names = [n for n in globals() if n.startswith("test_") and n != "test_upstream_suite_was_loaded"]
+    names = [n for n in globals()
+             if n.startswith("test_") and n != "test_upstream_suite_was_loaded"]
     assert len(names) >= 40, names
     assert "test_gradient" in names and "test_nonfinite_params" in names

@@ -21,7 +21,7 @@ import textwrap
 import warnings
 
 import mlpcore
-from mlpcore._cli import _compare_methods, _digits, _evaluate, _predict, _train
+from mlpcore._cli import _compare_methods, _digits, _evaluate, _export, _predict, _train
 from mlpcore._cli._arguments import Formatter, Parser
 from mlpcore._cli._errors import (EXIT_BROKEN_PIPE, EXIT_USAGE, PROG, CLIError,
                                   report_error, show_warning)
@@ -48,6 +48,7 @@ def build_parser():
               predict           write a saved model's predictions as CSV
               evaluate          accuracy and confusion matrix, or R^2 and MSE, on labelled data
               compare-methods   gradient descent vs SGD vs mini-batches: the convergence plot
+              export            write a saved model as an ONNX graph (pip install 'mlpcore[onnx]')
 
             examples:
               mlpcore digits
@@ -55,6 +56,7 @@ def build_parser():
               mlpcore predict iris.npz new.csv > predictions.csv
               mlpcore evaluate iris.npz test.csv --target species
               mlpcore compare-methods --output convergence.png
+              mlpcore export iris.npz iris.onnx
 
             exit status: 0 success, 1 a file or data error, 2 a usage error.
             'mlpcore COMMAND --help' shows each command's options."""))
@@ -64,7 +66,7 @@ def build_parser():
     parser.add_argument("--progress", action="store_true", default=False,
                         help="per-epoch progress lines even when stdout is not a terminal")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for command in (_digits, _train, _predict, _evaluate, _compare_methods):
+    for command in (_digits, _train, _predict, _evaluate, _compare_methods, _export):
         command.add_parser(subparsers)
     return parser
 

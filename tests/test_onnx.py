@@ -1,0 +1,397 @@
+"""ONNX export: ``MLP.to_onnx``, ``mlpcore export`` and skl2onnx on the scikit-learn drop-in,
+each run under onnxruntime and compared with the model's own ``predict``/``predict_proba``."""
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import mlpcore
+from mlpcore import _cli
+
+HIDDEN = ["identity", "sigmoid", "tanh", "relu"]
+# Every output/loss pairing the model accepts (mlpcore._base.check_output_loss).
+PAIRS = [("identity", "mse"), ("sigmoid", "mse"), ("sigmoid", "cross_entropy"),
+         ("softmax", "mse"), ("softmax", "cross_entropy"), ("exp", "poisson")]
+# The float32 graphs are compared within 1e-5, the float64 ones within 1e-12.
+TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+def session(proto):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(proto.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def run_graph(proto, X):
+    sess = session(proto)
+    names = [o.name for o in sess.get_outputs()]
+    dtype = np.float64 if "double" in sess.get_inputs()[0].type else np.float32
+    return dict(zip(names, sess.run(None, {"X": np.asarray(X, dtype=dtype)})))
+
+
+def decisive(model, X, margin=1e-4):
+    """Rows whose predicted class does not hang on rounding (top-two gap above margin)."""
+    A = model.forward(X).astype(np.float64)
+    if model.targets.single_sigmoid:
+        return np.abs(A[:, 0] - 0.5) > margin
+    top = np.sort(A, axis=1)
+    return top[:, -1] - top[:, -2] > margin
+
+
+def assert_graph_matches(model, X, dtype):
+    """The exported graph's outputs equal predict (and predict_proba) within TOLERANCE."""
+    tol = TOLERANCE[dtype]
+    proto = model.to_onnx(dtype=dtype)
+    got = run_graph(proto, X)
+    if model.classes is not None:
+        assert list(got) == ["label", "probabilities"]
+        proba = model.predict_proba(X)
+        assert got["probabilities"].dtype == dtype
+        assert got["probabilities"].shape == proba.shape
+        np.testing.assert_allclose(got["probabilities"], proba, rtol=tol, atol=tol)
+        expected = model.predict(X)
+        rows = decisive(model, X) if dtype == np.float32 else np.ones(len(X), bool)
+        assert rows.mean() > 0.9
+        labels = got["label"]
+        if expected.dtype.kind == "U":
+            labels = labels.astype(str)
+        assert labels.dtype == expected.dtype
+        np.testing.assert_array_equal(labels[rows], expected[rows])
+    else:
+        assert list(got) == ["predictions"]
+        expected = model.predict(X)
+        assert got["predictions"].shape == expected.shape
+        np.testing.assert_allclose(got["predictions"], expected, rtol=tol, atol=tol)
+    return proto
+
+
+def targets_for(task, output, loss, rng, X):
+    """Y for one task and output/loss pairing, as a user of that pairing would give it."""
+    if task == "classification":
+        return np.array([2, 0, 1])[(X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)]
+    if output == "identity":
+        return np.column_stack([X[:, 0] - 2 * X[:, 1], X[:, 2] * X[:, 3], X[:, 1]])
+    if output == "sigmoid":  # multi-label: a 0/1 matrix, several ones per row
+        Y = (X[:, :3] > 0).astype(float)
+        Y[:2] = 1.0  # rows with every label, so it is not one-hot
+        return Y
+    if output == "softmax":  # soft labels: rows of proportions
+        P = np.exp(X[:, :3])
+        return P / P.sum(axis=1, keepdims=True)
+    return rng.poisson(np.exp(0.5 * X[:, :2]))  # exp + poisson: counts, two outputs
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("task", ["classification", "regression"])
+@pytest.mark.parametrize("output,loss", PAIRS, ids=[f"{o}-{lo}" for o, lo in PAIRS])
+@pytest.mark.parametrize("activation", HIDDEN)
+def test_every_activation_output_and_loss(activation, output, loss, task, dtype):
+    rng = np.random.default_rng(abs(hash((activation, output, loss, task))) % 2**32)
+    X = rng.normal(size=(60, 4))
+    Y = targets_for(task, output, loss, rng, X)
+    model = mlpcore.fit(X.astype(dtype), Y, hidden=(7, 5), activation=activation,
+                        output=output, loss=loss, epochs=3, seed=0, learning_rate=0.01,
+                        dtype=dtype)
+    assert model.output == output and model.loss_name == loss
+    assert (model.classes is not None) == (task == "classification")
+    assert_graph_matches(model, X.astype(dtype), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_binary_with_one_sigmoid_unit(dtype):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(80, 3))
+    y = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
+    model = mlpcore.fit(X, y, hidden=(6,), output="sigmoid", epochs=20, seed=1, dtype=dtype)
+    assert model.targets.single_sigmoid and model.n_outputs == 1
+    assert_graph_matches(model, X.astype(dtype), dtype)
+
+
+@pytest.mark.parametrize("labels", [np.array([10, 20, 30]), np.array(["cat", "dog", "emu"]),
+                                    np.array([False, True])], ids=["int", "str", "bool"])
+def test_labels_keep_their_type(labels):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(90, 3))
+    y = labels[rng.integers(0, len(labels), size=90)]
+    y[: len(labels)] = labels
+    model = mlpcore.fit(X, y, hidden=(5,), epochs=5, seed=0)
+    got = run_graph(assert_graph_matches(model, X, np.float64), X)
+    assert set(np.unique(got["label"]).astype(labels.dtype)) <= set(labels)
+
+
+def test_one_hot_targets_and_a_float64_model_in_a_float32_graph():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(70, 5))
+    Y = np.eye(4)[rng.integers(0, 4, size=70)]
+    model = mlpcore.fit(X, Y, hidden=(8,), epochs=10, seed=0)  # float64
+    assert model.dtype == np.float64
+    proto = assert_graph_matches(model, X, np.float32)  # the default graph type
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert run_graph(proto, X)["label"].dtype == np.int64
+
+
+def test_identity_outputs_for_classes_clip_and_normalise_like_predict_proba():
+    # An identity-output classifier whose outputs are all negative for some rows: clipped
+    # to zero, those rows are uniform.
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 3))
+    y = rng.integers(0, 3, size=40)
+    model = mlpcore.fit(X, y, hidden=(4,), output="identity", loss="mse", epochs=2, seed=0)
+    model.biases[-1][:] = -50.0  # every output negative
+    proba = model.predict_proba(X)
+    np.testing.assert_allclose(proba, 1 / 3)
+    got = run_graph(model.to_onnx(dtype=np.float64), X)
+    np.testing.assert_allclose(got["probabilities"], proba, rtol=1e-12)
+    np.testing.assert_array_equal(got["label"], model.predict(X))
+
+
+def test_regression_shapes_follow_predict():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(50, 3))
+    one = mlpcore.fit(X, X[:, 0] * 2, hidden=(4,), epochs=3, seed=0)
+    several = mlpcore.fit(X, X[:, :2], hidden=(4,), epochs=3, seed=0)
+    assert run_graph(one.to_onnx(), X)["predictions"].shape == (50,)
+    assert run_graph(several.to_onnx(), X)["predictions"].shape == (50, 2)
+    no_hidden = mlpcore.fit(X, X[:, :2], hidden=(), epochs=3, seed=0)
+    assert_graph_matches(no_hidden, X, np.float64)
+
+
+def test_graph_structure_path_feature_names_and_opset(tmp_path):
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(30, 3))
+    model = mlpcore.fit(X, rng.integers(0, 2, size=30), hidden=(5, 4), activation="tanh",
+                        epochs=2, seed=0)
+    proto = model.to_onnx()
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops[:6] == ["MatMul", "Add", "Tanh", "MatMul", "Add", "Tanh"]
+    assert ops[6:9] == ["MatMul", "Add", "Softmax"]
+    assert proto.opset_import[0].version == 17
+    assert "3 features" in proto.graph.input[0].doc_string
+
+    model.feature_names = ["height", "width", "depth"]
+    path = tmp_path / "model.onnx"
+    returned = model.to_onnx(path, opset=13)
+    written = onnx.load(str(path))
+    assert written == returned
+    assert written.opset_import[0].version == 13
+    assert written.graph.input[0].doc_string == "features, in order: height, width, depth"
+    assert_graph_matches(model, X, np.float32)
+    np.testing.assert_array_equal(run_graph(written, X)["label"], model.predict(X))
+
+
+def test_bad_arguments_name_themselves(tmp_path):
+    X = np.random.default_rng(7).normal(size=(20, 2))
+    model = mlpcore.fit(X, X[:, 0] > 0, hidden=(3,), epochs=1, seed=0)
+    with pytest.raises(ValueError, match="dtype"):
+        model.to_onnx(dtype=np.float16)
+    with pytest.raises(TypeError, match="dtype"):
+        model.to_onnx(dtype="no-such-type")
+    with pytest.raises(ValueError, match="opset"):
+        model.to_onnx(opset=9)
+    with pytest.raises(ValueError, match="opset"):
+        model.to_onnx(opset=onnx.defs.onnx_opset_version() + 1)
+    with pytest.raises(TypeError, match="opset"):
+        model.to_onnx(opset=17.0)
+    with pytest.raises(TypeError, match="path"):
+        model.to_onnx(123)
+    with pytest.raises(mlpcore.NotFittedError):
+        mlpcore.MLP((3,)).to_onnx()
+
+
+def test_core_package_imports_no_optional_dependency_and_explains_a_missing_onnx():
+    code = (
+        "import sys, numpy as np, mlpcore\n"
+        "m = mlpcore.fit(np.eye(4), [0, 1, 0, 1], hidden=(3,), epochs=2)\n"
+        "m.predict(np.eye(4))\n"
+        "loaded = [n for n in ('onnx', 'onnxruntime', 'skl2onnx', 'sklearn') if n in sys.modules]\n"
+        "print('loaded:', loaded)\n"
+        "sys.modules['onnx'] = None\n"
+        "try:\n"
+        "    m.to_onnx()\n"
+        "except ImportError as e:\n"
+        "    print('needs:', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "loaded: []" in out.stdout
+    assert "pip install 'mlpcore[onnx]'" in out.stdout
+
+
+# -- the command line ------------------------------------------------------------------------
+class InProcess:
+    def __init__(self, capsys):
+        self.capsys = capsys
+
+    def __call__(self, *args):
+        status = _cli.main([str(a) for a in args])
+        out, err = self.capsys.readouterr()
+        return status, out, err
+
+
+@pytest.fixture
+def cli(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return InProcess(capsys)
+
+
+@pytest.mark.parametrize("scale", ["standard", "minmax"])
+def test_export_of_a_model_trained_with_folded_scaling(cli, tmp_path, scale):
+    # mlpcore train folds the feature scaling into the first layer (and, for regression,
+    # the target scaling into the last): the graph takes raw features and gives raw values.
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(150, 3)) * [1, 100, 0.01] + [0, 1000, 5]
+    labels = np.where(X[:, 0] + (X[:, 1] - 1000) / 100 > 0, "hi", "lo")
+    value = 3 * X[:, 0] + 0.02 * X[:, 1] + 50
+    for target, y in (("label", labels), ("value", value)):
+        with open(tmp_path / f"{target}.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["a", "b", "c", target])
+            writer.writerows([*map(float, x), t] for x, t in zip(X, y.tolist()))
+        status, out, err = cli("train", f"{target}.csv", "--target", target, "--scale", scale,
+                               "--epochs", "30", "--seed", "0", "--optimizer", "adam",
+                               "--learning-rate", "0.01", "--output", f"{target}.npz", "-q")
+        assert status == 0, err
+        status, out, err = cli("export", f"{target}.npz", f"{target}.onnx")
+        assert status == 0, err
+        assert f"written to {target}.onnx" in out
+        model = mlpcore.load(tmp_path / f"{target}.npz")
+        got = run_graph(onnx.load(str(tmp_path / f"{target}.onnx")), X)
+        if target == "label":
+            assert model.score(X, labels) > 0.9  # the model takes raw features
+            np.testing.assert_allclose(got["probabilities"], model.predict_proba(X),
+                                       rtol=1e-5, atol=1e-5)
+            rows = decisive(model, X)
+            np.testing.assert_array_equal(got["label"].astype(str)[rows],
+                                          model.predict(X)[rows])
+        else:
+            assert model.score(X, value) > 0.9
+            np.testing.assert_allclose(got["predictions"], model.predict(X), rtol=1e-5)
+        status, out, err = cli("export", f"{target}.npz", f"{target}64.onnx", "--dtype",
+                               "float64", "--opset", "13")
+        assert status == 0, err
+        got = run_graph(onnx.load(str(tmp_path / f"{target}64.onnx")), X)
+        key = "probabilities" if target == "label" else "predictions"
+        expected = model.predict_proba(X) if target == "label" else model.predict(X)
+        np.testing.assert_allclose(got[key], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_export_errors_are_one_line(cli, tmp_path):
+    status, out, err = cli("export", "missing.npz", "out.onnx")
+    assert status == 1 and err.startswith("mlpcore: error: no such model file")
+    X = np.random.default_rng(9).normal(size=(20, 2))
+    mlpcore.fit(X, X[:, 0] > 0, hidden=(3,), epochs=1, seed=0).save(tmp_path / "m.npz")
+    status, out, err = cli("export", "m.npz", "out.onnx", "--opset", "5")
+    assert status == 2 and "opset must be between 13" in err
+    status, out, err = cli("export", "m.npz", "out.onnx", "--dtype", "float16")
+    assert status == 2 and "invalid choice" in err
+    status, out, err = cli("export", "m.npz", tmp_path / "no-such-dir" / "out.onnx")
+    assert status == 1 and "cannot write the graph" in err
+    status, out, err = cli("export", "--help")
+    assert status == 0 and "examples:" in out and "usage: mlpcore export" in out
+
+
+# -- skl2onnx on the scikit-learn drop-in ---------------------------------------------------
+sklearn = pytest.importorskip("sklearn")
+import skl2onnx  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+from mlpcore.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
+
+def skl2onnx_outputs(estimator, X, options=None):
+    proto = skl2onnx.to_onnx(estimator, X[:1].astype(np.float32), options=options)
+    sess = session(proto)
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(None, {sess.get_inputs()[0].name:
+                                           X.astype(np.float32)})))
+
+
+def scikit_learn_twin(clf, X, y):
+    """scikit-learn's own MLPClassifier fitted alike, then given the drop-in's weights."""
+    from sklearn.base import clone
+    from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+
+    twin = SkMLPClassifier(**clone(clf).get_params()).fit(X, y)
+    twin.coefs_ = [c.copy() for c in clf.coefs_]
+    twin.intercepts_ = [b.copy() for b in clf.intercepts_]
+    return twin
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("in_pipeline", [False, True], ids=["alone", "pipeline"])
+def test_skl2onnx_converts_the_drop_in_classifier(n_classes, in_pipeline):
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(120, 4)) * [1, 10, 0.1, 1] + [0, 50, 0, 0]
+    y = np.array(["a", "b", "c"])[rng.integers(0, n_classes, size=120)]
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=30, random_state=0)
+    est = make_pipeline(StandardScaler(), clf) if in_pipeline else clf
+    est.fit(X, y)
+    got = skl2onnx_outputs(est, X, options={id(clf): {"zipmap": False}})
+    np.testing.assert_allclose(got["probabilities"], est.predict_proba(X), atol=1e-5)
+    np.testing.assert_array_equal(got["label"], est.predict(X))
+    # zipmap (the default): one {class: probability} dict per row
+    got = skl2onnx_outputs(est, X)
+    assert got["output_probability"][0].keys() == set(clf.classes_)
+    assert got["output_probability"][0][clf.classes_[0]] == pytest.approx(
+        est.predict_proba(X[:1])[0, 0], abs=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("options", [{"zipmap": "columns"}, {"zipmap": False, "nocl": True},
+                                     {"zipmap": False, "nocl": False}], ids=str)
+def test_skl2onnx_options_give_what_they_give_for_scikit_learns_own_class(options):
+    # skl2onnx's MLP converter accepts nocl but keeps the class labels (for integer classes;
+    # string classes with nocl=True make it build an invalid graph): the drop-in's graph is
+    # scikit-learn's in every case.
+    rng = np.random.default_rng(13)
+    X = rng.normal(size=(60, 3))
+    y = np.array([10, 20, 30])[rng.integers(0, 3, size=60)]
+    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=10, random_state=0).fit(X, y)
+    twin = scikit_learn_twin(clf, X, y)
+    ours = skl2onnx_outputs(clf, X, options={id(clf): options})
+    theirs = skl2onnx_outputs(twin, X, options={id(twin): options})
+    assert list(ours) == list(theirs)
+    for name in ours:
+        np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-6)
+    label = "output_label" if options["zipmap"] == "columns" else "label"
+    np.testing.assert_array_equal(ours[label], clf.predict(X))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_skl2onnx_converts_the_drop_in_regressor_and_multilabel_classifier():
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(100, 3))
+    reg = make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(6,), max_iter=30,
+                                                       random_state=0)).fit(X, X @ [1, 2, 3])
+    got = skl2onnx_outputs(reg, X)
+    np.testing.assert_allclose(got["variable"].ravel(), reg.predict(X), rtol=1e-4, atol=1e-4)
+    Y = (X > 0).astype(int)
+    ml = MLPClassifier(hidden_layer_sizes=(6,), max_iter=30, random_state=0).fit(X, Y)
+    got = skl2onnx_outputs(ml, X, options={id(ml): {"zipmap": False}})
+    np.testing.assert_allclose(got["probabilities"], ml.predict_proba(X), atol=1e-5)
+    np.testing.assert_array_equal(got["label"], ml.predict(X))
+
+
+def test_skl2onnx_registration_keeps_scikit_learns_own_classes_converting():
+    from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+    from skl2onnx.common._registration import get_converter
+
+    options = get_converter("SklearnMLPClassifier").get_allowed_options()
+    assert {"zipmap", "nocl"} <= set(options)
+    X = np.random.default_rng(12).normal(size=(40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    sk = SkMLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0)
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning):
+        sk.fit(X, y)
+    got = skl2onnx_outputs(sk, X, options={id(sk): {"zipmap": False}})
+    np.testing.assert_allclose(got["probabilities"], sk.predict_proba(X), atol=1e-5)
