@@ -395,3 +395,22 @@ def test_skl2onnx_registration_keeps_scikit_learns_own_classes_converting():
         sk.fit(X, y)
     got = skl2onnx_outputs(sk, X, options={id(sk): {"zipmap": False}})
     np.testing.assert_allclose(got["probabilities"], sk.predict_proba(X), atol=1e-5)
+
+
+def test_prediction_benchmark_runs(tmp_path):
+    # bench/onnx_predict.py checks that the three implementations agree before timing them.
+    import json
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, os.path.join(root, "bench", "onnx_predict.py"),
+                           "--smoke", "--json", str(out)], capture_output=True, text=True,
+                          timeout=300, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["dtype"], r["batch"]) for r in rows} == {
+        (d, b) for d in ("float32", "float64") for b in (1, 1000)}
+    assert {"onnxruntime run", "mlpcore predict", "scikit-learn predict"} <= {
+        r["impl"] for r in rows}
+    assert all(r["us_per_call"] > 0 for r in rows)
