@@ -3,9 +3,9 @@ and scikit-learn's ``MLPClassifier.predict``, on one thread.
 
 A 784-128-10 classifier (sigmoid hidden units, softmax output) with the same weights in all
 three; batches of 1 and 1,000 rows; float32 and float64. Every figure is the median of
-several timed runs of many calls each (and the best run beside it). BLAS is limited to one
-thread (threadpoolctl, both OpenBLAS copies) and onnxruntime runs with one intra-op and one
-inter-op thread.
+several rounds in which the implementations take turns (and the best round beside it).
+BLAS is limited to one thread (threadpoolctl, both OpenBLAS copies) and onnxruntime runs
+with one intra-op and one inter-op thread.
 
     python bench/onnx_predict.py            # about a minute
     python bench/onnx_predict.py --quick    # fewer repeats
@@ -27,25 +27,29 @@ SIZES = (784, 128, 10)
 BATCHES = (1, 1000)
 
 
-def timed(fn, seconds, repeats):
-    """(median, best) seconds per call of ``fn`` over ``repeats`` runs of about ``seconds``.
+def timed(cases, seconds, repeats):
+    """``{name: (median, best)}`` seconds per call of each function in ``cases``.
 
-    The best run is the figure least disturbed by other work on a shared machine.
+    The functions take turns: each of ``repeats`` rounds times every function over about
+    ``seconds``, so a burst of other work on a shared machine slows all of them alike; the
+    best round is the figure least disturbed by it.
     """
-    fn()  # warm up (allocations, lazy initialisation)
-    start = time.perf_counter()
-    n = 0
-    while time.perf_counter() - start < seconds / 4:
-        fn()
-        n += 1
-    calls = max(1, n * 4)
-    per_call = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(calls):
+    calls = {}
+    for name, fn in cases.items():
+        fn()  # warm up (allocations, lazy initialisation)
+        start, n = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds / 4:
             fn()
-        per_call.append((time.perf_counter() - t0) / calls)
-    return statistics.median(per_call), min(per_call)
+            n += 1
+        calls[name] = max(1, n * 4)
+    per_call = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            t0 = time.perf_counter()
+            for _ in range(calls[name]):
+                fn()
+            per_call[name].append((time.perf_counter() - t0) / calls[name])
+    return {name: (statistics.median(t), min(t)) for name, t in per_call.items()}
 
 
 def models(dtype):
@@ -98,8 +102,7 @@ def run(seconds, repeats):
                     "mlpcore predict_proba": lambda: model.predict_proba(Xb),
                     "scikit-learn predict": lambda: sk.predict(Xb),
                 }
-                for name, fn in cases.items():
-                    median, best = timed(fn, seconds, repeats)
+                for name, (median, best) in timed(cases, seconds, repeats).items():
                     rows.append(dict(dtype=np.dtype(dtype).name, batch=batch, impl=name,
                                      us_per_call=median * 1e6, best_us_per_call=best * 1e6,
                                      rows_per_s=batch / median))

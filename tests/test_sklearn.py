@@ -319,6 +319,14 @@ def test_private_numpy_helpers_work_on_a_drop_in_fitted_model():
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12)
     assert results[0][0] == pytest.approx(ours.loss_, rel=1e-8)  # no step taken since
+    # _loss_grad_lbfgs unpacks the vector it is given into coefs_/intercepts_; predictions
+    # then come from those parameters, as in scikit-learn.
+    before = ours.predict_proba(X)
+    moved = theta + 0.05 * np.random.default_rng(0).normal(size=theta.size)
+    for est in (ours, theirs):
+        est._loss_grad_lbfgs(moved, X, Y, None, acts, deltas, cg, ig)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-10)
+    assert not np.allclose(ours.predict_proba(X), before)
 
 
 @pytest.mark.parametrize("early_stopping", [False, True])
