@@ -374,6 +374,37 @@ def test_divergence_follows_scikit_learn(early_stopping):
         assert not all(np.isfinite(c).all() for c in ours.coefs_)
 
 
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_divergence_leaves_the_optimizer_as_scikit_learn_does(solver):
+    # Half the rows overflow the loss at once: every epoch is NaN, the optimizer state
+    # becomes NaN and Adam still counts every batch; early stopping keeps the fit going.
+    rng = np.random.RandomState(0)
+    X = rng.uniform(size=(40, 2))
+    X[20:] *= 1e200
+    y = rng.standard_normal(size=40)
+    fitted = []
+    for cls in (MLPRegressor, sk.MLPRegressor):
+        est = cls(hidden_layer_sizes=5, solver=solver, max_iter=6, early_stopping=True,
+                  random_state=0, batch_size=8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X, y)
+        fitted.append(est)
+    ours, theirs = (e._optimizer for e in fitted)
+    assert np.isnan(fitted[0].loss_curve_).all() and np.isnan(fitted[1].loss_curve_).all()
+    assert len(fitted[0].validation_scores_) == len(fitted[1].validation_scores_) == 6
+    assert ours.learning_rate == pytest.approx(theirs.learning_rate, rel=1e-12)
+    if solver == "adam":
+        assert ours.t == theirs.t == 30
+        states = [(o.ms[0], o.vs[0]) for o in (ours, theirs)]
+    else:
+        states = [(o.velocities[0],) for o in (ours, theirs)]
+    for a, b in zip(*states):
+        assert np.isnan(a).all() and not np.isfinite(b).all()
+    np.testing.assert_allclose(fitted[0].predict(X[:20]), fitted[1].predict(X[:20]),
+                               rtol=1e-9)
+
+
 def test_partial_fit_that_diverges_raises_scikit_learns_error():
     X = np.finfo(np.float64).max * np.random.default_rng(0).uniform(size=(10, 2))
     with warnings.catch_warnings():

@@ -45,14 +45,12 @@ def run(args):
     except ImportError:
         raise CLIError("export needs the onnx package: pip install 'mlpcore[onnx]'") from None
     try:
-        proto = model.to_onnx(dtype=args.dtype, opset=args.opset)
-    except ValueError as exc:  # an opset the installed onnx does not know
-        raise CLIError(str(exc), EXIT_USAGE) from None
-    try:
-        with open(args.onnx, "wb") as f:
-            f.write(proto.SerializeToString())
+        # Written beside OUT.onnx, then renamed over it: no half-written file on failure.
+        proto = model.to_onnx(args.onnx, dtype=args.dtype, opset=args.opset)
     except OSError as exc:
         raise cannot_write(args.onnx, exc, "the graph") from None
+    except ValueError as exc:  # an opset the installed onnx does not know
+        raise CLIError(str(exc), EXIT_USAGE) from None
     outputs = ", ".join(o.name for o in proto.graph.output)
     out(f"model: {args.model} (network {'-'.join(map(str, model.sizes))})")
     out(f"ONNX graph written to {args.onnx}: input X [N, {model.n_features}] {args.dtype}, "

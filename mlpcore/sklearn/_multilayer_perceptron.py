@@ -199,14 +199,23 @@ class _EngineNumerics:
             return "sgd", s1, None
         return ("nesterov" if self.nesterovs_momentum else "momentum"), s1, None
 
+    def _adam_steps(self, rule, updates):
+        """Advance Adam's step count by ``updates`` and its bias-corrected step size."""
+        opt = self._optimizer
+        if rule == "adam" and updates:
+            opt.t += updates
+            opt.learning_rate = (self.learning_rate_init * np.sqrt(1 - self.beta_2 ** opt.t)
+                                 / (1 - self.beta_1 ** opt.t))
+
     def _stochastic_epoch(self, net, workspace, theta, X, Y, sw, sample_idx, batch_size, rule,
                           s1, s2, penalty, scale):
         """One epoch in the engine; sets ``loss_`` and returns whether the loss diverged.
 
         The engine stops at the first batch whose loss is not finite (without applying it).
-        scikit-learn applies that batch and its weights become non-finite; so do these
-        (they are set to NaN), which leads to scikit-learn's NaN losses and validation scores
-        in the later epochs and to its ``ValueError`` at the end of ``fit``.
+        scikit-learn applies that batch and its weights and optimizer state become
+        non-finite; so do these (they are set to NaN, and Adam's step count still counts
+        every batch), which leads to scikit-learn's NaN losses and validation scores in the
+        later epochs and to its ``ValueError`` at the end of ``fit``.
         """
         opt = self._optimizer
         if rule == "adam":
@@ -218,10 +227,9 @@ class _EngineNumerics:
             batch_size, rule, lr, alpha=self.alpha, momentum=self.momentum,
             beta1=self.beta_1, beta2=self.beta_2, epsilon=self.epsilon, state1=s1,
             state2=s2, t=t, penalty_out=penalty)
-        if rule == "adam" and updates:
-            opt.t += updates
-            opt.learning_rate = (self.learning_rate_init * np.sqrt(1 - self.beta_2 ** opt.t)
-                                 / (1 - self.beta_1 ** opt.t))
+        if status == _engine.EPOCH_DIVERGED:
+            updates = -(-X.shape[0] // batch_size)  # scikit-learn applies every batch
+        self._adam_steps(rule, updates)
         if status == _engine.EPOCH_INTERRUPTED:
             raise KeyboardInterrupt
         if status == _engine.EPOCH_DIVERGED:
@@ -229,7 +237,9 @@ class _EngineNumerics:
                           f"{self.n_iter_ + 1}; the weights are now non-finite. Try a smaller "
                           "learning_rate_init or scale the input data.", RuntimeWarning,
                           stacklevel=4)
-            theta[:] = np.nan
+            for array in (theta, s1, s2):
+                if array is not None:
+                    array[:] = np.nan
             self.loss_ = np.nan
             return True
         data_loss = (loss_sum - penalty[0]) / scale + penalty[0]
@@ -291,6 +301,7 @@ class _EngineNumerics:
                         # scikit-learn goes on training non-finite weights: every later
                         # epoch's loss (and validation score) is NaN.
                         self.loss_ = np.nan
+                        self._adam_steps(rule, -(-X.shape[0] // batch_size))
                     else:
                         diverged = self._stochastic_epoch(
                             net, workspace, theta, X, Y, sw, sample_idx, batch_size, rule,
