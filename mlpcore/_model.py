@@ -720,13 +720,23 @@ class MLP:
         return _persistence.load_state(path, cls.from_state)
 
     def to_onnx(self, path=None, *, dtype=np.float32, opset=None):
-        """The model as an ONNX graph (``label`` + ``probabilities``, or ``predictions``),
-        written to ``path`` if given; needs ``pip install "mlpcore[onnx]"``. See
-        :mod:`mlpcore._onnx` for the graph's inputs and outputs.
+        """The model as an ONNX graph computing ``predict`` (and ``predict_proba``).
+
+        Needs ``pip install "mlpcore[onnx]"``; :mod:`mlpcore._onnx` describes the graph.
+
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            Also write the graph there (atomically).
+        dtype : {np.float32, np.float64}, default np.float32
+            Type of the input ``X``, the weights and the outputs.
+        opset : int, optional
+            ONNX operator set, 13 or newer (default 17).
 
         Returns
         -------
         onnx.ModelProto
+            Outputs ``label`` and ``probabilities`` (classification) or ``predictions``.
         """
         from mlpcore._onnx import to_onnx
 

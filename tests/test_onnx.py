@@ -307,12 +307,28 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from mlpcore.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 
-def skl2onnx_outputs(estimator, X, options=None):
-    proto = skl2onnx.to_onnx(estimator, X[:1].astype(np.float32), options=options)
+def skl2onnx_outputs(estimator, X, options=None, dtype=np.float32):
+    proto = skl2onnx.to_onnx(estimator, X[:1].astype(dtype), options=options)
     sess = session(proto)
     names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(None, {sess.get_inputs()[0].name:
-                                           X.astype(np.float32)})))
+    return dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: X.astype(dtype)})))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_skl2onnx_double_graphs_of_the_drop_in_are_exact():
+    rng = np.random.default_rng(14)
+    X = rng.normal(size=(50, 3))
+    clf = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(6,), max_iter=10,
+                                                        random_state=0)).fit(X, X[:, 0] > 0)
+    got = skl2onnx_outputs(clf, X, options={"zipmap": False}, dtype=np.float64)
+    assert got["probabilities"].dtype == np.float64
+    np.testing.assert_allclose(got["probabilities"], clf.predict_proba(X), rtol=1e-12,
+                               atol=1e-14)
+    np.testing.assert_array_equal(got["label"], clf.predict(X))
+    reg = MLPRegressor(hidden_layer_sizes=(6,), max_iter=10, random_state=0).fit(X, X[:, 1])
+    got = skl2onnx_outputs(reg, X, dtype=np.float64)
+    np.testing.assert_allclose(got["variable"].ravel(), reg.predict(X), rtol=1e-12,
+                               atol=1e-14)
 
 
 def scikit_learn_twin(clf, X, y):
