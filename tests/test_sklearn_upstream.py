@@ -8,6 +8,7 @@ pytest collects every upstream test here (parametrisations and marks included). 
 the same ``SKLEARN_TESTS_GLOBAL_RANDOM_SEED`` conventions (default: seed 42 only).
 """
 
+import ast
 import os
 import pathlib
 
@@ -53,7 +54,20 @@ def global_random_seed(request):
     return request.param
 
 
-exec(compile(_upstream_source(), str(UPSTREAM), "exec"), globals())  # noqa: S102
+def _compiled(source):
+    """The code of ``source``, with pytest's assertion rewriting when it is available (so
+    a failing upstream ``assert`` shows its values, as in a collected test file)."""
+    tree = ast.parse(source, str(UPSTREAM))
+    try:
+        from _pytest.assertion.rewrite import rewrite_asserts
+    except ImportError:  # pragma: no cover - a pytest without it: plain asserts
+        pass
+    else:
+        rewrite_asserts(tree, source.encode(), str(UPSTREAM))
+    return compile(tree, str(UPSTREAM), "exec")
+
+
+exec(_compiled(_upstream_source()), globals())  # noqa: S102
 
 # The names the upstream tests use must be the drop-in's, or this module tests nothing.
 assert MLPClassifier is mlpcore.sklearn.MLPClassifier  # noqa: F821
