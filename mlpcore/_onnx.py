@@ -230,9 +230,14 @@ def build_onnx(model, *, dtype=np.float32, opset=None):
 
 
 def _version():
-    from mlpcore import __version__
+    # From the installed metadata: importing the mlpcore package here would reach back up
+    # through the layers (mlpcore imports the model, which imports this module).
+    from importlib.metadata import PackageNotFoundError, version
 
-    return str(__version__)
+    try:
+        return version("mlpcore")
+    except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
+        return "unknown"
 
 
 def to_onnx(model, path=None, *, dtype=np.float32, opset=None):
