@@ -411,3 +411,26 @@ def test_partial_fit_that_diverges_raises_scikit_learns_error():
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(ValueError, match="Solver produced non-finite parameter weights"):
             MLPRegressor().partial_fit(X, np.arange(10.0))
+
+
+@pytest.mark.parametrize("params", [
+    dict(solver="lbfgs", max_iter=1),
+    dict(solver="lbfgs", max_fun=5),
+    dict(solver="lbfgs", max_iter=3, verbose=True),
+    dict(solver="sgd", max_iter=2),
+    dict(solver="adam", max_iter=3, batch_size=1000),
+    dict(solver="sgd", learning_rate="adaptive", max_iter=50, tol=10.0, verbose=True),
+    dict(solver="adam", early_stopping=True, max_iter=30, n_iter_no_change=2, verbose=True),
+], ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()))
+def test_same_warnings_and_output_as_scikit_learn(params, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    y = (X[:, 0] > 0).astype(int)
+    seen = []
+    for cls in (MLPClassifier, sk.MLPClassifier):
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            cls(hidden_layer_sizes=(5,), random_state=0, **params).fit(X, y)
+        seen.append(([(w.category, str(w.message)) for w in record], capsys.readouterr().out))
+    assert seen[0] == seen[1]
+    assert seen[0][0] or seen[0][1]  # each case warns or prints something

@@ -47,6 +47,7 @@ from sklearn.neural_network import MLPClassifier as _SkMLPClassifier
 from sklearn.neural_network import MLPRegressor as _SkMLPRegressor
 from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 from sklearn.utils import shuffle
+from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import validate_data
 
 import mlpcore._engine as _engine
@@ -391,23 +392,9 @@ class _EngineNumerics:
         with blas_threads(None, min(X.shape[0], _engine.CHUNK_ROWS), net.sizes):
             opt_res = scipy.optimize.minimize(loss_and_gradient, theta.astype(np.float64),
                                               method="L-BFGS-B", jac=True, options=options)
-        self.n_iter_ = _check_lbfgs_result(opt_res, self.max_iter)
+        self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
         self.loss_ = np.float64(opt_res.fun)  # scikit-learn's loss_ is a NumPy scalar
         theta[:] = opt_res.x
-
-
-def _check_lbfgs_result(result, max_iter):
-    """Iterations taken; warns ConvergenceWarning as scikit-learn does when L-BFGS did not
-    converge."""
-    n_iter = min(result.nit, max_iter)
-    if result.status != 0:
-        msg = (f"lbfgs failed to converge after {n_iter} iteration(s) "
-               f"(status={result.status}):\n{result.message}\n")
-        if n_iter >= max_iter:
-            msg += ("\nIncrease the number of iterations to improve the convergence "
-                    f"(max_iter={max_iter}).")
-        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
-    return n_iter
 
 
 def _engine_docstring(base, what):
