@@ -186,6 +186,20 @@ def test_graph_structure_path_feature_names_and_opset(tmp_path):
     np.testing.assert_array_equal(run_graph(written, X)["label"], model.predict(X))
 
 
+def test_every_accepted_opset_runs():
+    # 13 to the installed onnx's newest: the operators' forms used are the same in all.
+    rng = np.random.default_rng(15)
+    X = rng.normal(size=(30, 3))
+    model = mlpcore.fit(X, rng.integers(0, 3, size=30), hidden=(4,), output="identity",
+                        loss="mse", epochs=2, seed=0)
+    for opset in range(13, onnx.defs.onnx_opset_version() + 1):
+        proto = model.to_onnx(dtype=np.float64, opset=opset)
+        assert proto.opset_import[0].version == opset
+        got = run_graph(proto, X)
+        np.testing.assert_allclose(got["probabilities"], model.predict_proba(X), rtol=1e-12)
+        np.testing.assert_array_equal(got["label"], model.predict(X))
+
+
 def test_bad_arguments_name_themselves(tmp_path):
     X = np.random.default_rng(7).normal(size=(20, 2))
     model = mlpcore.fit(X, X[:, 0] > 0, hidden=(3,), epochs=1, seed=0)
