@@ -186,13 +186,14 @@ def test_graph_structure_path_feature_names_and_opset(tmp_path):
     np.testing.assert_array_equal(run_graph(written, X)["label"], model.predict(X))
 
 
-def test_every_accepted_opset_runs():
-    # 13 to the installed onnx's newest: the operators' forms used are the same in all.
+def test_opsets_13_to_21_run():
+    # The operators' forms used are the same from 13 on. (Newer opsets are accepted up to
+    # the installed onnx's newest, which onnxruntime may not know yet: not tested here.)
     rng = np.random.default_rng(15)
     X = rng.normal(size=(30, 3))
     model = mlpcore.fit(X, rng.integers(0, 3, size=30), hidden=(4,), output="identity",
                         loss="mse", epochs=2, seed=0)
-    for opset in range(13, onnx.defs.onnx_opset_version() + 1):
+    for opset in range(13, min(21, onnx.defs.onnx_opset_version()) + 1):
         proto = model.to_onnx(dtype=np.float64, opset=opset)
         assert proto.opset_import[0].version == opset
         got = run_graph(proto, X)
