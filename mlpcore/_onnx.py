@@ -182,7 +182,7 @@ def build_onnx(model, *, dtype=np.float32, opset=None):
     Raises
     ------
     TypeError, ValueError
-        For a bad ``dtype`` or ``opset``.
+        For a bad ``dtype`` or ``opset``, or ``feature_names`` of the wrong length.
     mlpcore.NotFittedError
         If the model has not been trained.
     ImportError
@@ -197,6 +197,11 @@ def build_onnx(model, *, dtype=np.float32, opset=None):
     float_type = _tensor_type(onnx, dtype)
 
     names = getattr(model, "feature_names", None)
+    if names is not None:
+        names = [str(name) for name in names]
+        if len(names) != sizes[0]:
+            raise ValueError(f"feature_names has {len(names)} names but the model takes "
+                             f"{sizes[0]} features")
     doc = (f"{sizes[0]} features" if names is None else
            "features, in order: " + ", ".join(map(str, names)))
     inputs = [helper.make_tensor_value_info("X", float_type, ["N", sizes[0]], doc_string=doc)]

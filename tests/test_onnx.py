@@ -218,6 +218,9 @@ def test_bad_arguments_name_themselves(tmp_path):
         model.to_onnx(123)
     with pytest.raises(mlpcore.NotFittedError):
         mlpcore.MLP((3,)).to_onnx()
+    model.feature_names = ["only one"]
+    with pytest.raises(ValueError, match="feature_names has 1 names but the model takes 2"):
+        model.to_onnx()
 
 
 def test_core_package_imports_no_optional_dependency_and_explains_a_missing_onnx():
