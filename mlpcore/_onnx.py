@@ -2,10 +2,11 @@
 
 The graph is built with the ``onnx`` package's helper API (optional: ``pip install
 "mlpcore[onnx]"``) and reads the model only through its public attributes (``weights``,
-``biases``, ``activation``, ``output``, ``loss_name``, ``classes``, ``targets``, ``sizes``
-and, if present, ``feature_names``). It computes what ``predict`` and ``predict_proba``
+``biases``, ``activation``, ``output``, ``loss_name``, ``classes``, ``targets``, ``sizes``,
+``scaling`` and ``feature_names``). It computes what ``predict`` and ``predict_proba``
 compute:
 
+* the model's input scaling if it has one (``scale=``): ``Sub`` + ``Div``;
 * per layer ``MatMul`` + ``Add``, then the hidden activation (``Sigmoid``, ``Tanh``,
   ``Relu``; nothing for identity) or, on the last layer, the output activation
   (``Softmax`` over each row, ``Sigmoid``, ``Exp``; nothing for identity);
@@ -15,10 +16,10 @@ compute:
   unit ``classes[p > 0.5]`` with probabilities ``[1 - p, p]``; outputs other than softmax
   are normalised per row as ``predict_proba`` does (identity outputs clipped at 0 first; a
   row summing to 0 becomes uniform);
+* multi-label classification: ``label`` is the 0/1 matrix (int64, shape [N, K], an output
+  above 0.5 is a 1) and ``probabilities`` the K per-label probabilities;
 * regression: output ``predictions``, shape [N] if the model was trained on a 1-D target,
-  else [N, K]. (A multi-label model trained on a 0/1 matrix with sigmoid outputs is a
-  regression model to mlpcore; its ``predictions`` are the per-label probabilities, as
-  ``predict`` gives.)
+  else [N, K].
 
 The input is ``X``, shape [N, D], of the graph's dtype (float32 by default, or float64);
 the weights are stored in that dtype. Feature names, when the model has them, are the
@@ -116,6 +117,16 @@ def _label_type(onnx, classes):
     return _tensor_type(onnx, classes.dtype)
 
 
+def _scaled(g, model, x):
+    """The model's own input scaling (``scale=``), ``(X - shift) / scale``, if it has one."""
+    scaling = getattr(model, "scaling", None)
+    if scaling is None:
+        return x
+    shift = g.constant("input_shift", np.asarray(scaling.shift, dtype=g.dtype))
+    scale = g.constant("input_scale", np.asarray(scaling.scale, dtype=g.dtype))
+    return g.op("Div", [g.op("Sub", [x, shift]), scale])
+
+
 def _layers(g, model, x):
     """MatMul + Add + activation for every layer; returns the output activations' name."""
     weights, biases = model.weights, model.biases
@@ -138,8 +149,8 @@ def _probabilities(g, model, A, output_name):
         p = g.op("Reshape", [A, g.constant("column", np.array([-1, 1], dtype=np.int64))])
         return g.op("Concat", [g.op("Sub", [g.scalar("one", 1.0), p]), p], output_name,
                     axis=1)
-    if model.output == "softmax":
-        return g.op("Identity", [A], output_name)
+    if model.output == "softmax" or getattr(model.targets, "multilabel", False):
+        return g.op("Identity", [A], output_name)  # multi-label: one probability per label
     P = g.op("Relu", [A]) if model.output == "identity" else A
     total = g.op("ReduceSum", [P, g.constant("axis", np.array([1], dtype=np.int64))],
                  keepdims=1)
@@ -151,6 +162,9 @@ def _probabilities(g, model, A, output_name):
 
 def _labels(g, model, A, output_name):
     """``predict``'s class labels from the output activations."""
+    if getattr(model.targets, "multilabel", False):  # the 0/1 matrix, as int64
+        return g.op("Cast", [g.op("Greater", [A, g.scalar("half", 0.5)])], output_name,
+                    to=g.onnx.TensorProto.INT64)
     classes = g.constant("classes", np.asarray(model.classes))
     if model.targets.single_sigmoid:
         p = g.op("Reshape", [A, g.constant("flat", np.array([-1], dtype=np.int64))])
@@ -205,12 +219,18 @@ def build_onnx(model, *, dtype=np.float32, opset=None):
     doc = (f"{sizes[0]} features" if names is None else
            "features, in order: " + ", ".join(map(str, names)))
     inputs = [helper.make_tensor_value_info("X", float_type, ["N", sizes[0]], doc_string=doc)]
-    A = _layers(g, model, "X")
+    A = _layers(g, model, _scaled(g, model, "X"))
     if model.targets.task == "classification":
         classes = np.asarray(model.classes)
         labels = _labels(g, model, A, "label")
         proba = _probabilities(g, model, A, "probabilities")
-        outputs = [helper.make_tensor_value_info(labels, _label_type(onnx, classes), ["N"]),
+        if getattr(model.targets, "multilabel", False):
+            label_info = helper.make_tensor_value_info(labels, onnx.TensorProto.INT64,
+                                                       ["N", len(classes)])
+        else:
+            label_info = helper.make_tensor_value_info(labels, _label_type(onnx, classes),
+                                                       ["N"])
+        outputs = [label_info,
                    helper.make_tensor_value_info(proba, float_type, ["N", len(classes)])]
     else:
         if model.targets.ndim == 1:

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pandas as pd
 import pytest
 
 import mlpcore
@@ -39,8 +40,8 @@ def run_graph(proto, X):
 def decisive(model, X, margin=1e-4):
     """Rows whose predicted class does not hang on rounding (top-two gap above margin)."""
     A = model.forward(X).astype(np.float64)
-    if model.targets.single_sigmoid:
-        return np.abs(A[:, 0] - 0.5) > margin
+    if model.targets.single_sigmoid or model.targets.multilabel:  # thresholds at 0.5
+        return (np.abs(A - 0.5) > margin).all(axis=1)
     top = np.sort(A, axis=1)
     return top[:, -1] - top[:, -2] > margin
 
@@ -72,35 +73,44 @@ def assert_graph_matches(model, X, dtype):
     return proto
 
 
-def targets_for(task, output, loss, rng, X):
-    """Y for one task and output/loss pairing, as a user of that pairing would give it."""
-    if task == "classification":
+def targets_for(task, output, rng, X):
+    """Y for one task and output, as a user of that pairing would give it."""
+    if task == "classification":  # three labels
         return np.array([2, 0, 1])[(X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)]
-    if output == "identity":
-        return np.column_stack([X[:, 0] - 2 * X[:, 1], X[:, 2] * X[:, 3], X[:, 1]])
-    if output == "sigmoid":  # multi-label: a 0/1 matrix, several ones per row
-        Y = (X[:, :3] > 0).astype(float)
-        Y[:2] = 1.0  # rows with every label, so it is not one-hot
+    if task == "multilabel":  # a 0/1 matrix, several ones per row
+        Y = (X[:, :3] > 0).astype(int)
+        Y[:2] = 1  # rows with every label, so it is not one-hot
         return Y
+    if output in ("identity", "sigmoid"):  # values (in 0..1 for the sigmoid)
+        V = np.column_stack([X[:, 0] - 2 * X[:, 1], X[:, 2] * X[:, 3], X[:, 1]])
+        return 1 / (1 + np.exp(-V)) if output == "sigmoid" else V
     if output == "softmax":  # soft labels: rows of proportions
         P = np.exp(X[:, :3])
         return P / P.sum(axis=1, keepdims=True)
     return rng.poisson(np.exp(0.5 * X[:, :2]))  # exp + poisson: counts, two outputs
 
 
+# Every hidden activation x output/loss pairing x task the model accepts (softmax outputs
+# need rows summing to 1, which multi-label rows do not).
+CASES = [(act, out, loss, task) for act in HIDDEN for out, loss in PAIRS
+         for task in ("classification", "multilabel", "regression")
+         if not (task == "multilabel" and out == "softmax")]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("task", ["classification", "regression"])
-@pytest.mark.parametrize("output,loss", PAIRS, ids=[f"{o}-{lo}" for o, lo in PAIRS])
-@pytest.mark.parametrize("activation", HIDDEN)
+@pytest.mark.parametrize("activation,output,loss,task", CASES,
+                         ids=["-".join(c) for c in CASES])
 def test_every_activation_output_and_loss(activation, output, loss, task, dtype):
     rng = np.random.default_rng(abs(hash((activation, output, loss, task))) % 2**32)
     X = rng.normal(size=(60, 4))
-    Y = targets_for(task, output, loss, rng, X)
+    Y = targets_for(task, output, rng, X)
     model = mlpcore.fit(X.astype(dtype), Y, hidden=(7, 5), activation=activation,
                         output=output, loss=loss, epochs=3, seed=0, learning_rate=0.01,
-                        dtype=dtype)
+                        dtype=dtype, task="regression" if task == "regression" else
+                        "classification")
     assert model.output == output and model.loss_name == loss
-    assert (model.classes is not None) == (task == "classification")
+    assert (model.classes is not None) == (task != "regression")
+    assert model.targets.multilabel == (task == "multilabel")
     assert_graph_matches(model, X.astype(dtype), dtype)
 
 
@@ -143,7 +153,8 @@ def test_identity_outputs_for_classes_clip_and_normalise_like_predict_proba():
     rng = np.random.default_rng(4)
     X = rng.normal(size=(40, 3))
     y = rng.integers(0, 3, size=40)
-    model = mlpcore.fit(X, y, hidden=(4,), output="identity", loss="mse", epochs=2, seed=0)
+    model = mlpcore.fit(X, y, hidden=(4,), output="identity", loss="mse", epochs=2, seed=0,
+                        task="classification")
     model.biases[-1][:] = -50.0  # every output negative
     proba = model.predict_proba(X)
     np.testing.assert_allclose(proba, 1 / 3)
@@ -175,15 +186,32 @@ def test_graph_structure_path_feature_names_and_opset(tmp_path):
     assert proto.opset_import[0].version == 17
     assert "3 features" in proto.graph.input[0].doc_string
 
-    model.feature_names = ["height", "width", "depth"]
+    # A model trained on a DataFrame keeps its column names: they document the input.
+    frame = pd.DataFrame(X, columns=["height", "width", "depth"])
+    named = mlpcore.fit(frame, rng.integers(0, 2, size=30), hidden=(5,), epochs=2, seed=0)
+    assert named.feature_names == ["height", "width", "depth"]
     path = tmp_path / "model.onnx"
-    returned = model.to_onnx(path, opset=13)
+    returned = named.to_onnx(path, opset=13)
     written = onnx.load(str(path))
     assert written == returned
     assert written.opset_import[0].version == 13
     assert written.graph.input[0].doc_string == "features, in order: height, width, depth"
-    assert_graph_matches(model, X, np.float32)
-    np.testing.assert_array_equal(run_graph(written, X)["label"], model.predict(X))
+    assert_graph_matches(named, frame, np.float32)
+    np.testing.assert_array_equal(run_graph(written, X)["label"], named.predict(frame))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("scale", ["standard", "minmax"])
+def test_a_model_that_scales_its_inputs(scale, dtype):
+    # scale=: the model keeps the scaling and applies it to every input; so does the graph.
+    rng = np.random.default_rng(16)
+    X = (rng.normal(size=(80, 3)) * [1, 100, 0.01] + [0, 1000, 5]).astype(dtype)
+    y = (X[:, 0] + (X[:, 1] - 1000) / 100 > 0).astype(int)
+    for Y in (y, X[:, 0] * 2 + X[:, 2]):
+        model = mlpcore.fit(X, Y, hidden=(6,), epochs=5, seed=0, scale=scale, dtype=dtype)
+        assert model.scaling is not None
+        proto = assert_graph_matches(model, X, dtype)
+        assert [n.op_type for n in proto.graph.node][:3] == ["Sub", "Div", "MatMul"]
 
 
 def test_opsets_13_to_21_run():
@@ -192,7 +220,7 @@ def test_opsets_13_to_21_run():
     rng = np.random.default_rng(15)
     X = rng.normal(size=(30, 3))
     model = mlpcore.fit(X, rng.integers(0, 3, size=30), hidden=(4,), output="identity",
-                        loss="mse", epochs=2, seed=0)
+                        loss="mse", epochs=2, seed=0, task="classification")
     for opset in range(13, min(21, onnx.defs.onnx_opset_version()) + 1):
         proto = model.to_onnx(dtype=np.float64, opset=opset)
         assert proto.opset_import[0].version == opset
@@ -281,23 +309,28 @@ def test_export_of_a_model_trained_with_folded_scaling(cli, tmp_path, scale):
         assert status == 0, err
         assert f"written to {target}.onnx" in out
         model = mlpcore.load(tmp_path / f"{target}.npz")
-        got = run_graph(onnx.load(str(tmp_path / f"{target}.onnx")), X)
+        assert model.scaling is None  # folded into the weights, not kept as scaling
+        graph = onnx.load(str(tmp_path / f"{target}.onnx"))
+        assert graph.graph.input[0].doc_string == "features, in order: a, b, c"
+        got = run_graph(graph, X)
+        frame = pd.DataFrame(X, columns=["a", "b", "c"])  # the model matches names
         if target == "label":
-            assert model.score(X, labels) > 0.9  # the model takes raw features
-            np.testing.assert_allclose(got["probabilities"], model.predict_proba(X),
+            assert model.score(frame, labels) > 0.9  # the model takes raw features
+            np.testing.assert_allclose(got["probabilities"], model.predict_proba(frame),
                                        rtol=1e-5, atol=1e-5)
-            rows = decisive(model, X)
+            rows = decisive(model, frame)
             np.testing.assert_array_equal(got["label"].astype(str)[rows],
-                                          model.predict(X)[rows])
+                                          model.predict(frame)[rows])
         else:
-            assert model.score(X, value) > 0.9
-            np.testing.assert_allclose(got["predictions"], model.predict(X), rtol=1e-5)
+            assert model.score(frame, value) > 0.9
+            np.testing.assert_allclose(got["predictions"], model.predict(frame), rtol=1e-5)
         status, out, err = cli("export", f"{target}.npz", f"{target}64.onnx", "--dtype",
                                "float64", "--opset", "13")
         assert status == 0, err
         got = run_graph(onnx.load(str(tmp_path / f"{target}64.onnx")), X)
         key = "probabilities" if target == "label" else "predictions"
-        expected = model.predict_proba(X) if target == "label" else model.predict(X)
+        expected = (model.predict_proba(frame) if target == "label" else
+                    model.predict(frame))
         np.testing.assert_allclose(got[key], expected, rtol=1e-12, atol=1e-12)
 
 
