@@ -22,8 +22,8 @@ compute:
   else [N, K].
 
 The input is ``X``, shape [N, D], of the graph's dtype (float32 by default, or float64);
-the weights are stored in that dtype. Feature names, when the model has them, are the
-input's documentation (``doc_string``).
+the weights are stored in that dtype. Its columns are taken by position; the model's
+feature names, when it has them, are the input's documentation (``doc_string``).
 """
 
 import os
@@ -31,7 +31,7 @@ import os
 import numpy as np
 
 DEFAULT_OPSET = 17
-MIN_OPSET = 13  # Softmax over one axis, ReduceSum and Squeeze with axes as inputs
+MIN_OPSET = 13  # Softmax over one axis, and ReduceSum with its axes as an input
 
 _HIDDEN_OPS = {"identity": None, "sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu"}
 _OUTPUT_OPS = {"identity": None, "sigmoid": "Sigmoid", "softmax": "Softmax", "exp": "Exp"}
