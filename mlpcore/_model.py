@@ -60,8 +60,17 @@ class MLP:
         validation data ``"val_loss"`` and ``"val_score"`` (accuracy or R^2).
     classes : ndarray or None
         Class labels (classification) or None (regression).
-    optimizer : Optimizer
+    optimizer : Optimizer or LBFGS
         The update rule with its state (velocities, Adam moments, step count ``t``).
+    feature_names : list of str or None
+        The column names of the DataFrame the model was built on; later DataFrames are
+        matched to them by name.
+    scaling : Scaling or None
+        With ``scale=``: the (shift, scale) applied to every input.
+    samples_seen : int
+        Samples visited by the updates applied so far, over the model's life.
+    training_result : TrainingResult
+        What the last fit, fit_more or partial_fit did (epochs, why it stopped).
     """
 
     def __init__(self, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
