@@ -8,8 +8,8 @@ from libc.string cimport memcpy
 from _blas cimport gemm, gram_lower
 from _activations cimport activate, derivative
 from _losses cimport sample_delta, sample_loss
-from _updates cimport UpdateCoefficients, update_row
-from _network cimport Net, UpdateRule, DONE, DIVERGED, gather_rows, l2_penalty, next_step
+from _updates cimport UpdateCoefficients, UpdateRule, next_step, update_row
+from _network cimport Net, Data, Buffers, Progress, DONE, DIVERGED, gather_rows, l2_penalty
 
 
 cdef inline void add_rows(floating* z, const floating* W, const floating* a, Py_ssize_t fan_in,
@@ -110,23 +110,28 @@ cdef inline void sample_backprop_update(const Net* net, floating* theta, const f
                        z_next if xn != 0 else NULL, xn)
 
 
-cdef inline int run_samples(const Net* net, floating* theta, const floating* X,
-                            const floating* Y, const floating* sw, const Py_ssize_t* order,
-                            Py_ssize_t n_samples, floating** acts, floating** deltas,
-                            UpdateRule* rule, floating* s1, floating* s2, double eps,
-                            Py_ssize_t* position, Py_ssize_t sample_budget, double* loss_sum,
-                            double* weight_sum, Py_ssize_t* updates) noexcept nogil:
+cdef inline int run_samples(const Net* net, floating* theta, const Data* data,
+                            const Buffers* buf, UpdateRule* rule, Progress* prog) noexcept nogil:
     """Per-sample training (batch size 1), the same contract as ``run_batches``.
 
     With one sample of weight w the batch-normalised gradient is w x delta / w: the weight
     cancels except in the L2 term alpha/w, and a zero-weight sample is skipped.
     """
     cdef Py_ssize_t d = net.sizes[0], k = net.sizes[net.n_layers], start, row
-    cdef Py_ssize_t stop = min(position[0] + sample_budget, n_samples)
+    cdef Py_ssize_t stop = min(prog.position + prog.budget, data.n)
     cdef Py_ssize_t ready_row = -1
+    cdef const floating* X = <const floating*> data.X
+    cdef const floating* Y = <const floating*> data.Y
+    cdef const floating* sw = <const floating*> data.sw
+    cdef const Py_ssize_t* order = data.order
+    cdef floating** acts = <floating**> buf.acts
+    cdef floating** deltas = <floating**> buf.deltas
+    cdef floating* s1 = <floating*> rule.s1
+    cdef floating* s2 = <floating*> rule.s2
+    cdef double eps = prog.eps
     cdef floating w
     cdef double loss, penalty
-    for start in range(position[0], stop):
+    for start in range(prog.position, stop):
         row = order[start] if order != NULL else start
         w = sw[row] if sw != NULL else 1
         if w == 0:
@@ -139,7 +144,7 @@ cdef inline int run_samples(const Net* net, floating* theta, const floating* X,
             rule.penalty_sum += penalty
             loss += penalty
         if not isfinite(loss):
-            position[0] = start
+            prog.position = start
             return DIVERGED
         sample_delta(deltas[net.n_layers - 1], acts[net.n_layers - 1], Y + row * k, k,
                      net.output, net.loss, <floating> 1)
@@ -150,21 +155,16 @@ cdef inline int run_samples(const Net* net, floating* theta, const floating* X,
         sample_backprop_update(net, theta, X + row * d, acts, deltas, rule, s1, s2,
                                <floating> (rule.alpha / w), 0,
                                X + ready_row * d if ready_row >= 0 else NULL)
-        loss_sum[0] += loss
-        weight_sum[0] += w
-        updates[0] += 1
-    position[0] = stop
+        prog.loss_sum += loss
+        prog.weight_sum += w
+        prog.updates += 1
+    prog.position = stop
     return DONE
 
 
-cdef inline int run_samples_blocked(const Net* net, floating* theta, const floating* X,
-                                    const floating* Y, const floating* sw, const Py_ssize_t* order,
-                                    Py_ssize_t n_samples, floating** acts, floating** deltas,
-                                    floating* xb, floating* zb, floating* gb, floating* ub,
-                                    Py_ssize_t block, UpdateRule* rule, double eps,
-                                    Py_ssize_t* position, Py_ssize_t sample_budget,
-                                    double* loss_sum, double* weight_sum,
-                                    Py_ssize_t* updates) noexcept nogil:
+cdef inline int run_samples_blocked(const Net* net, floating* theta, const Data* data,
+                                    const Buffers* buf, UpdateRule* rule,
+                                    Progress* prog) noexcept nogil:
     """Exact per-sample SGD whose first layer runs at level-3 BLAS speed.
 
     Per-sample SGD changes W = W_1 by W(t+1) = c_t W(t) - lr x_t^T delta_t, with
@@ -183,8 +183,19 @@ cdef inline int run_samples_blocked(const Net* net, floating* theta, const float
     + lr^2 ||x_t||^2 ||delta_t||^2.
     """
     cdef Py_ssize_t d = net.sizes[0], m = net.sizes[1], k = net.sizes[net.n_layers]
-    cdef Py_ssize_t start = position[0], stop = min(position[0] + sample_budget, n_samples)
-    cdef Py_ssize_t kb, t, i, j, row, done
+    cdef Py_ssize_t start = prog.position, stop = min(prog.position + prog.budget, data.n)
+    cdef Py_ssize_t kb, t, i, j, row, done, block = buf.gram_block
+    cdef const floating* X = <const floating*> data.X
+    cdef const floating* Y = <const floating*> data.Y
+    cdef const floating* sw = <const floating*> data.sw
+    cdef const Py_ssize_t* order = data.order
+    cdef floating** acts = <floating**> buf.acts
+    cdef floating** deltas = <floating**> buf.deltas
+    cdef floating* xb = <floating*> buf.x_buf
+    cdef floating* zb = <floating*> buf.gram_z
+    cdef floating* gb = <floating*> buf.gram_g
+    cdef floating* ub = <floating*> buf.gram_u
+    cdef double eps = prog.eps
     cdef floating lr = <floating> rule.lr
     cdef floating* W0 = theta + net.w_off[0]
     cdef floating* b0 = theta + net.b_off[0]
@@ -260,14 +271,14 @@ cdef inline int run_samples_blocked(const Net* net, floating* theta, const float
             else:
                 for j in range(m):
                     u[j] = d0[j] / scale
-            loss_sum[0] += loss
-            weight_sum[0] += w
-            updates[0] += 1
+            prog.loss_sum += loss
+            prog.weight_sum += w
+            prog.updates += 1
         if done > 0:
             gemm(True, False, d, m, done, -lr * scale, xb, d, ub, m, scale, W0, m)
         if status != DONE:
-            position[0] = start + done
+            prog.position = start + done
             return status
         start += kb
-    position[0] = stop
+    prog.position = stop
     return DONE
