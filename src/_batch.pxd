@@ -29,16 +29,12 @@ from _activations cimport bias_activation, mul_derivative
 from _losses cimport output_delta, output_delta_rows
 from _updates cimport SGD, UpdateCoefficients, UpdateRule, apply_step, next_step
 from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, gather_rows,
-                       l2_penalty, split_range, flush_subnormals, restore_fpenv)
+                       l2_penalty, split_range, get_fpenv, restore_fpenv, tuner_pick,
+                       tuner_record, now_seconds)
 
 cdef extern from "_blasctl.h" nogil:
     # The BLAS thread count (SciPy's OpenBLAS), -1 when it cannot be read; see _blasctl.h.
     int blas_get_threads "mlpcore_blas_get_threads" ()
-
-# Layers whose weight matrix is smaller than this are not split in the gradient phase: one
-# thread forms their whole gradient (a split would cost more than the work).
-DEF SPLIT_MIN_WEIGHTS = 4096
-
 
 cdef struct Pass:
     # One forward/backward pass over n rows, as the threads share it.
@@ -52,6 +48,7 @@ cdef struct Pass:
     double scale        # out_W = scale A^T delta + w_beta out_W, out_b = scale colsum + b_beta out_b
     double w_beta
     double b_beta
+    unsigned int fpenv  # the calling thread's floating-point mode, set in every worker
     bint apply          # form the update of each range once its gradient is complete
     double decay_coef   # with apply: grad_W += decay_coef W first (L2)
     UpdateCoefficients step
@@ -200,7 +197,8 @@ cdef inline void rows_phase(const Net* net, const floating* theta, const Data* d
     n = hi - lo
     if n <= 0:
         return
-    fpenv = flush_subnormals()
+    fpenv = get_fpenv()
+    restore_fpenv(ps.fpenv)
     if data.order != NULL:
         gather_rows(<floating*> buf.x_buf + lo * d, <const floating*> data.X,
                     data.order + ps.first + lo, n, d)
@@ -245,12 +243,13 @@ cdef inline void gradient_phase(const Net* net, floating* theta, const Buffers* 
     cdef floating** deltas = <floating**> buf.deltas
     cdef floating* out = <floating*> ps.out
     cdef const floating* a_prev
-    cdef unsigned int fpenv = flush_subnormals()
+    cdef unsigned int fpenv = get_fpenv()
+    restore_fpenv(ps.fpenv)
     for l in range(net.n_layers):
         fan_in = net.sizes[l]
         fan_out = net.sizes[l + 1]
         a_prev = <const floating*> ps.x if l == 0 else acts[l - 1]
-        if fan_in * fan_out >= SPLIT_MIN_WEIGHTS:
+        if fan_in * fan_out >= team.split_min_weights:
             split_range(fan_in, t, team.align, p, &i0, &i1)
         elif l % t == p:
             i0 = 0
@@ -280,6 +279,7 @@ cdef inline double parallel_rows(const Net* net, const floating* theta, const Da
     cdef int p
     cdef Py_ssize_t i
     cdef double total = 0
+    ps.fpenv = get_fpenv()
     for p in prange(ps.n_threads, num_threads=ps.n_threads, schedule='static', chunksize=1):
         rows_phase(net, theta, data, buf, ps, team, eps, p)
     for i in range(ps.n):
@@ -291,6 +291,7 @@ cdef inline void parallel_gradient(const Net* net, floating* theta, const Buffer
                                    const UpdateRule* rule, Pass* ps,
                                    const Team* team) noexcept nogil:
     cdef int p
+    ps.fpenv = get_fpenv()
     for p in prange(ps.n_threads, num_threads=ps.n_threads, schedule='static', chunksize=1):
         gradient_phase(net, theta, buf, rule, ps, team, p)
 
@@ -319,23 +320,29 @@ cdef inline double pass_gradient(const Net* net, const floating* theta, const Da
     """grad (+)= scale * the gradient of rows first..first+n (in order, no gather); returns
     sum_i w_i l_i. On one thread this is chunk_gradient; on several, the two phases."""
     cdef Pass ps
-    cdef double total, w_c
+    cdef double total, w_c, t0 = 0
     cdef Data rows = data[0]
+    cdef int usable = pass_threads(net, team, n)
     rows.order = NULL
     set_pass_rows(net, <const floating*> data.X, <const floating*> data.Y,
                   <const floating*> data.sw, &rows, buf, &ps, first, n)
-    ps.n_threads = pass_threads(net, team, n)
+    ps.n_threads = tuner_pick(team.tuner, usable)
+    if usable > 1:
+        t0 = now_seconds()
     if ps.n_threads == 1:
-        return chunk_gradient(net, theta, <const floating*> ps.x, <const floating*> ps.y,
-                              <const floating*> ps.sw, n, <floating**> buf.acts,
-                              <floating**> buf.deltas, grad, scale, accumulate, eps, &w_c)
-    ps.out = grad
-    ps.scale = scale
-    ps.w_beta = 1 if accumulate else 0
-    ps.b_beta = ps.w_beta
-    ps.apply = False
-    total = parallel_rows(net, theta, &rows, buf, &ps, team, eps)
-    parallel_gradient(net, <floating*> theta, buf, NULL, &ps, team)
+        total = chunk_gradient(net, theta, <const floating*> ps.x, <const floating*> ps.y,
+                               <const floating*> ps.sw, n, <floating**> buf.acts,
+                               <floating**> buf.deltas, grad, scale, accumulate, eps, &w_c)
+    else:
+        ps.out = grad
+        ps.scale = scale
+        ps.w_beta = 1 if accumulate else 0
+        ps.b_beta = ps.w_beta
+        ps.apply = False
+        total = parallel_rows(net, theta, &rows, buf, &ps, team, eps)
+        parallel_gradient(net, <floating*> theta, buf, NULL, &ps, team)
+    if usable > 1:
+        tuner_record(team.tuner, ps.n_threads, usable, now_seconds() - t0, n)
     return total
 
 
@@ -370,6 +377,8 @@ cdef inline int run_batches(const Net* net, floating* theta, const Data* data,
     cdef bint fused, last
     cdef UpdateCoefficients step
     cdef Pass ps
+    cdef int usable
+    cdef double t0 = 0
 
     while start < data.n and done < prog.budget:
         stop = min(start + batch_size, data.n)
@@ -391,7 +400,10 @@ cdef inline int run_batches(const Net* net, floating* theta, const Data* data,
                 ce = min(cs + chunk, stop)
                 nc = ce - cs
                 last = ce == stop
-                ps.n_threads = pass_threads(net, team, nc)
+                usable = pass_threads(net, team, nc)
+                ps.n_threads = tuner_pick(team.tuner, usable)
+                if usable > 1:
+                    t0 = now_seconds()
                 if ps.n_threads > 1:
                     set_pass_rows(net, X, Y, sw, data, buf, &ps, cs, nc)
                     if fused:
@@ -413,6 +425,8 @@ cdef inline int run_batches(const Net* net, floating* theta, const Data* data,
                     if ps.apply:
                         ps.step = next_step(rule)
                     parallel_gradient(net, theta, buf, rule, &ps, team)
+                    if usable > 1:
+                        tuner_record(team.tuner, ps.n_threads, usable, now_seconds() - t0, nc)
                     cs = ce
                     continue
                 if order == NULL:
@@ -445,6 +459,8 @@ cdef inline int run_batches(const Net* net, floating* theta, const Data* data,
                         step = next_step(rule)
                         apply_step(theta, grad, <floating*> rule.s1, <floating*> rule.s2,
                                    n_params, &step)
+                if usable > 1:
+                    tuner_record(team.tuner, 1, usable, now_seconds() - t0, nc)
                 cs = ce
             prog.updates += 1
             prog.loss_sum += loss_b

@@ -19,8 +19,9 @@ from _activations cimport IDENTITY, SIGMOID, TANH, RELU, SOFTMAX, EXP, sigmoid_r
 from _losses cimport MSE, CROSS_ENTROPY, POISSON, sample_loss
 from _blas cimport gram_lower
 from _updates cimport SGD, MOMENTUM, NESTEROV, ADAM, UpdateRule
-from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, INTERRUPTED,
-                       l2_penalty, split_range, flush_subnormals, restore_fpenv)
+from _network cimport (Net, Data, Buffers, Progress, Team, Tuner, DONE, DIVERGED, INTERRUPTED,
+                       l2_penalty, split_range, flush_subnormals, restore_fpenv, get_fpenv,
+                       tuner_reset)
 from _batch cimport add_weight_decay, forward_pass, pass_gradient, pass_threads, run_batches
 from _per_sample cimport run_samples, run_samples_blocked
 
@@ -75,6 +76,11 @@ SIGNAL_CHECK_SAMPLES = 4096
 # thread costs more than it saves.
 ROW_ALIGN = {np.dtype(np.float32): 12, np.dtype(np.float64): 8}
 PARALLEL_MIN_MACS = 1 << 18
+# In the gradient phase a W_l with fewer weights than this is formed whole by one thread (a
+# split would cost more than the work).
+SPLIT_MIN_WEIGHTS = 4096
+cdef double _min_macs = PARALLEL_MIN_MACS
+cdef Py_ssize_t _split_min_weights = SPLIT_MIN_WEIGHTS
 # Whether the engine was built with OpenMP; without it every pass runs on one thread.
 OPENMP = bool(have_openmp())
 
@@ -181,6 +187,7 @@ cdef class Workspace:
     cdef void* sw_buf
     cdef void* grad
     cdef double* row_loss # rows: per-row losses of a parallel pass
+    cdef Tuner tuner      # one thread or the team, pass by pass (see Tuner in _network.pxd)
     cdef readonly Py_ssize_t gram_block
     cdef void* gram_z     # gram_block x M_1: X_blk W_1 at the block's start
     cdef void* gram_g     # gram_block x gram_block: X_blk X_blk^T
@@ -217,6 +224,7 @@ cdef class Workspace:
         self.sw_buf = _calloc(rows * itemsize)
         self.grad = _calloc(network.n_params * itemsize)
         self.row_loss = <double*> _calloc(rows * sizeof(double))
+        tuner_reset(&self.tuner)
 
     cdef Buffers buffers(self):
         cdef Buffers b
@@ -314,19 +322,50 @@ def last_region_blas_threads():
     return [_blas_seen[p] for p in range(_recorded_threads) if _blas_seen[p] != 0]
 
 
-cdef Team _team(floating dummy, Py_ssize_t rows):
+# Whether passes choose between one thread and the team by their measured speed (Tuner); a
+# test hook turns it off to force the team.
+cdef bint _tuning = True
+
+
+def _set_tuning(bint on):
+    """Test hook: False makes every large enough pass use the whole team."""
+    global _tuning
+    _tuning = on
+
+
+def _set_parallel_limits(min_macs=PARALLEL_MIN_MACS, split_min_weights=SPLIT_MIN_WEIGHTS):
+    """Test hook: the work below which passes and gradients are not split (the defaults
+    restore the built-in values); small limits let tests run tiny networks in parallel."""
+    global _min_macs, _split_min_weights
+    if min_macs < 0 or split_min_weights < 0:
+        raise ValueError("the limits must be non-negative")
+    _min_macs = min_macs
+    _split_min_weights = split_min_weights
+
+
+def _tuner_state(Workspace workspace):
+    """Diagnostics: the workspace's tuner (seconds per row of each option, passes, choice)."""
+    cdef Tuner* tu = &workspace.tuner
+    return dict(rate_one=tu.rate[0], rate_team=tu.rate[1], passes_one=tu.count[0],
+                passes_team=tu.count[1], choice="team" if tu.choice else "one",
+                backoff=tu.backoff)
+
+
+cdef Team _team(floating dummy, Py_ssize_t rows, Workspace workspace=None):
     """The team for passes of up to ``rows`` rows, from this Python thread's setting."""
     global _recorded_threads
     cdef Team team
+    team.tuner = &workspace.tuner if (workspace is not None and _tuning) else NULL
     team.n_threads = get_num_threads()
     team.align = 12 if floating is float else 8
-    team.min_macs = PARALLEL_MIN_MACS
+    team.min_macs = _min_macs
+    team.split_min_weights = _split_min_weights
     team.blas_seen = NULL
-    if _record_blas and team.n_threads > 1:
+    if _record_blas:
         for p in range(team.n_threads):
             _blas_seen[p] = 0
-        team.blas_seen = _blas_seen
-        _recorded_threads = team.n_threads
+        team.blas_seen = _blas_seen if team.n_threads > 1 else NULL
+        _recorded_threads = team.n_threads if team.n_threads > 1 else 0
     return team
 
 
@@ -397,6 +436,7 @@ def forward(Network network, const floating[::1] theta, const floating[:, ::1] X
     cdef floating dummy = 0
     cdef Team team
     cdef int t, p, blas_old
+    cdef unsigned int fpenv
     _check_shapes(network, theta.shape[0], X.shape[0], X.shape[1], -1, -1, -1)
     if out.shape[0] != n or out.shape[1] != k:
         raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected ({n}, {k})")
@@ -421,8 +461,10 @@ def forward(Network network, const floating[::1] theta, const floating[:, ::1] X
                 if t == 1:
                     forward_pass(net, &theta[0], &X[start, 0], nc, acts)
                 else:
+                    fpenv = get_fpenv()
                     for p in prange(t, num_threads=t, schedule='static', chunksize=1):
-                        _forward_block(net, &theta[0], &X[start, 0], nc, acts, &team, t, p)
+                        _forward_block(net, &theta[0], &X[start, 0], nc, acts, &team, t, p,
+                                       fpenv)
                 start += nc
             _blas_single_end(blas_old)
     finally:
@@ -433,7 +475,7 @@ def forward(Network network, const floating[::1] theta, const floating[:, ::1] X
 
 cdef inline void _forward_block(const Net* net, const floating* theta, const floating* x,
                                 Py_ssize_t n, floating** acts, const Team* team, int t,
-                                int p) noexcept nogil:
+                                int p, unsigned int caller_fpenv) noexcept nogil:
     """Thread p's block of rows of a forward pass split among t threads."""
     cdef Py_ssize_t lo, hi
     cdef unsigned int fpenv
@@ -441,7 +483,8 @@ cdef inline void _forward_block(const Net* net, const floating* theta, const flo
         team.blas_seen[p] = blas_get_threads()
     split_range(n, t, team.align, p, &lo, &hi)
     if hi > lo:
-        fpenv = flush_subnormals()
+        fpenv = get_fpenv()
+        restore_fpenv(caller_fpenv)  # the caller's floating-point mode
         forward_pass(net, theta, x + lo * net.sizes[0], hi - lo, acts, lo, False)
         restore_fpenv(fpenv)
 
@@ -480,7 +523,7 @@ def loss_gradient(Network network, const floating[::1] theta, const floating[:, 
         raise ValueError("workspace is too small, has the wrong dtype or another network's "
                          "layer sizes")
     cdef Buffers buf = workspace.buffers()
-    cdef Team team = _team(dummy, rows)
+    cdef Team team = _team(dummy, rows, workspace)
     cdef Data data
     cdef int blas_old
     data.X = &X[0, 0]
@@ -656,7 +699,7 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
     prog.weight_sum = 0
     prog.updates = 0
     prog.eps = _machine_eps(dummy)
-    team = _team(dummy, chunk)
+    team = _team(dummy, chunk, workspace)
     # Blocked per-sample SGD needs every decay factor 1 - lr alpha / w_i well above 0.
     cdef double min_weight = 1.0
     if sample_weight is not None and alpha != 0:
@@ -688,3 +731,43 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
     if penalty_out is not None:
         penalty_out[0] = r.penalty_sum
     return prog.loss_sum, prog.weight_sum, prog.updates, status
+
+
+# ---------------------------------------------------------------------------------------------
+# Test hooks for the vector kernels, so their accuracy claims are tested directly.
+# ---------------------------------------------------------------------------------------------
+
+cpdef void _sigmoid_rows(floating[:, ::1] z, const floating[::1] b=None):
+    """z[i, j] <- sigmoid(z[i, j] + b[j]) in place (b None: no bias): the kernel of _vmath.h."""
+    if b is not None and b.shape[0] != z.shape[1]:
+        raise ValueError(f"b has {b.shape[0]} entries, z {z.shape[1]} columns")
+    if z.shape[0] == 0 or z.shape[1] == 0:
+        return
+    with nogil:
+        sigmoid_rows(&z[0, 0], &b[0] if b is not None else NULL, z.shape[0], z.shape[1])
+
+
+cpdef void _exp_nonpositive(floating[::1] x):
+    """x <- exp(x) in place for x <= 0: the polynomial exp of _vmath.h (2 ulp claimed)."""
+    cdef Py_ssize_t i
+    for i in range(x.shape[0]):
+        if not x[i] <= 0:
+            raise ValueError(f"x[{i}] = {x[i]} is not <= 0")
+    with nogil:
+        for i in range(x.shape[0]):
+            if floating is float:
+                x[i] = expf_nonpositive(x[i])
+            else:
+                x[i] = exp_nonpositive(x[i])
+
+
+cpdef void _gram_block(const floating[:, ::1] a, floating[:, ::1] out):
+    """out[i, j] = <a_i, a_j> for j <= i (the Gram block of blocked per-sample SGD); the
+    strict upper triangle of out is left as it was."""
+    cdef int n = a.shape[0], k = a.shape[1]
+    if out.shape[0] != n or out.shape[1] != n:
+        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected ({n}, {n})")
+    if n == 0 or k == 0:
+        raise ValueError("the Gram block needs at least one row and one column")
+    with nogil:
+        gram_lower(n, k, &a[0, 0], k, &out[0, 0], n)

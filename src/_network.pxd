@@ -12,6 +12,7 @@
 # kernel casts them to its floating type.
 from cython cimport floating
 from libc.string cimport memcpy
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from _blas cimport sumsq
 
@@ -20,6 +21,7 @@ cdef extern from "_fpenv.h" nogil:
     # thread: every engine thread sets them for its share of the work and restores them.
     unsigned int flush_subnormals "mlpcore_flush_subnormals" ()
     void restore_fpenv "mlpcore_restore_fpenv" (unsigned int old)
+    unsigned int get_fpenv "mlpcore_get_fpenv" ()
 
 
 # Status codes returned by train_epoch.
@@ -74,12 +76,114 @@ cdef struct Progress:
     double eps          # the dtype's machine epsilon (clipping inside log)
 
 
+cdef struct Tuner:
+    # Chooses, pass by pass, between one thread and the team, from the measured time per row
+    # of each (see tuner_pick). On an idle machine the team wins and stays chosen; when another
+    # process takes a core, a pass split across threads waits for the descheduled one at every
+    # synchronisation, and one thread wins. The weights do not depend on the choice (the
+    # passes are bit-identical for any thread count), so switching costs nothing in
+    # reproducibility.
+    double rate[2]      # EWMA of seconds per row: [0] one thread, [1] the team
+    int count[2]        # passes measured with each
+    int choice          # 0: one thread, 1: the team
+    int explore_in      # passes until the option not chosen is tried again
+    int backoff         # the next interval between such tries
+    int burst           # passes left in the current try (the first is not measured)
+
+
 cdef struct Team:
-    # The threads of the engine's parallel passes (see _parallel.pxd).
+    # The threads of the engine's parallel passes (see _batch.pxd).
     int n_threads       # at most this many OpenMP threads; BLAS runs single-threaded inside
     Py_ssize_t align    # row blocks start at multiples of this (see ROW_ALIGN in _engine.pyx)
     double min_macs     # multiply-adds a thread must get for a pass to be split
+    Py_ssize_t split_min_weights  # a W_l this small has its gradient formed by one thread
     int* blas_seen      # n_threads entries: BLAS threads seen inside the region, or NULL
+    Tuner* tuner        # NULL: always split passes that are large enough
+
+
+# Tuner constants. The first TUNER_WARMUP passes with each option are not measured (thread
+# start-up, cold caches), the next TUNER_FIRST are. Then the option not chosen is tried for
+# TUNER_BURST passes (the first of them, which wakes sleeping threads, not measured) at
+# intervals chosen so that the tries cost at most 1/TUNER_OVERHEAD_INV of the time: a try
+# costs BURST (ratio - 1) passes' worth more than the chosen option, ratio being the measured
+# slowdown of the other option, so the interval is TUNER_OVERHEAD_INV BURST (ratio - 1) passes
+# (at least TUNER_MIN_INTERVAL). When a core is taken by another process, a pass on two
+# threads can take 10-50x one thread's time: then it is tried only every few thousand passes.
+DEF TUNER_WARMUP = 1
+DEF TUNER_FIRST = 2
+DEF TUNER_BURST = 3
+DEF TUNER_MIN_INTERVAL = 8
+DEF TUNER_OVERHEAD_INV = 100
+DEF TUNER_EWMA = 0.25
+
+
+cdef inline void tuner_reset(Tuner* tu) noexcept nogil:
+    tu.rate[0] = 0
+    tu.rate[1] = 0
+    tu.count[0] = 0
+    tu.count[1] = 0
+    tu.choice = 1
+    tu.explore_in = TUNER_MIN_INTERVAL
+    tu.backoff = TUNER_MIN_INTERVAL
+    tu.burst = 0
+
+
+cdef inline int tuner_pick(Tuner* tu, int usable) noexcept nogil:
+    """Threads for the next pass: 1 or ``usable`` (the most the pass can use)."""
+    if tu == NULL or usable <= 1:
+        return usable
+    if tu.count[1] < TUNER_WARMUP + TUNER_FIRST:    # start with the team, measure it,
+        return usable
+    if tu.count[0] < TUNER_WARMUP + TUNER_FIRST:    # then one thread
+        return 1
+    if tu.burst == 0:
+        tu.explore_in -= 1
+        if tu.explore_in <= 0:
+            tu.burst = TUNER_BURST
+    if tu.burst > 0:
+        return 1 if tu.choice == 1 else usable
+    return usable if tu.choice == 1 else 1
+
+
+cdef inline double now_seconds() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + 1e-9 * ts.tv_nsec
+
+
+cdef inline void tuner_record(Tuner* tu, int threads, int usable, double seconds,
+                              Py_ssize_t rows) noexcept nogil:
+    """Account a pass of ``rows`` rows that took ``seconds`` on ``threads`` threads."""
+    cdef int k = 1 if threads > 1 else 0
+    cdef bint trying = False
+    cdef double r, ratio
+    if tu == NULL or usable <= 1 or rows <= 0:
+        return
+    r = seconds / rows
+    tu.count[k] += 1
+    if tu.count[k] <= TUNER_WARMUP:
+        return
+    if tu.burst > 0:
+        tu.burst -= 1
+        if tu.burst == TUNER_BURST - 1:
+            return                          # the first pass of a try: not measured
+        trying = True
+    if tu.rate[k] == 0:
+        tu.rate[k] = r
+    else:
+        tu.rate[k] = (1 - TUNER_EWMA) * tu.rate[k] + TUNER_EWMA * r
+    if (tu.count[0] < TUNER_WARMUP + TUNER_FIRST
+            or tu.count[1] < TUNER_WARMUP + TUNER_FIRST):
+        return                              # still measuring both
+    if trying and tu.burst > 0:
+        return                              # in the middle of a try
+    tu.choice = 1 if tu.rate[1] <= tu.rate[0] else 0
+    if trying or tu.explore_in <= 0 or tu.backoff == TUNER_MIN_INTERVAL:
+        # Schedule the next try of the other option from how much slower it measured.
+        ratio = tu.rate[1 - tu.choice] / tu.rate[tu.choice]
+        tu.backoff = <int> min(1e8, max(<double> TUNER_MIN_INTERVAL,
+                                        TUNER_OVERHEAD_INV * TUNER_BURST * (ratio - 1)))
+        tu.explore_in = tu.backoff
 
 
 cdef inline void gather_rows(floating* dst, const floating* src, const Py_ssize_t* rows,
