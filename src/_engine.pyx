@@ -18,7 +18,8 @@ import numpy as np
 from _activations cimport IDENTITY, SIGMOID, TANH, RELU, SOFTMAX, EXP, sigmoid_rows
 from _losses cimport MSE, CROSS_ENTROPY, POISSON, sample_loss
 from _blas cimport gram_lower
-from _updates cimport SGD, MOMENTUM, NESTEROV, ADAM, UpdateRule
+from _updates cimport (SGD, MOMENTUM, NESTEROV, ADAM, UpdateRule, UpdateCoefficients,
+                       next_step, update_row)
 from _network cimport (Net, Data, Buffers, Progress, Team, Tuner, DONE, DIVERGED, INTERRUPTED,
                        l2_penalty, split_range, flush_subnormals, restore_fpenv, get_fpenv,
                        tuner_reset)
@@ -771,3 +772,51 @@ cpdef void _gram_block(const floating[:, ::1] a, floating[:, ::1] out):
         raise ValueError("the Gram block needs at least one row and one column")
     with nogil:
         gram_lower(n, k, &a[0, 0], k, &out[0, 0], n)
+
+
+def _update_floor(Network network, floating[::1] theta, floating[::1] state1,
+                  floating[::1] state2, str rule, Py_ssize_t steps, double learning_rate=1e-3,
+                  double beta1=0.9, double beta2=0.999, double epsilon=1e-8):
+    """Benchmark hook: only the per-sample update's arithmetic, ``steps`` times.
+
+    Each step updates every weight row and bias of theta (and the rule's state) with the
+    kernels per-sample training uses (update_row: the rank-1 gradient a_i d formed on the
+    fly, a fixed here), with no forward pass and no backpropagation: the floor that the
+    divide unit and memory set for per-sample Adam or momentum.
+    """
+    cdef const Net* net = &network.net
+    cdef UpdateRule r
+    cdef UpdateCoefficients c
+    cdef Py_ssize_t step, l, i, fan_in, fan_out, off, width = max(network.sizes)
+    cdef floating* s1
+    cdef floating* s2
+    if rule not in UPDATE_RULES or rule == "sgd":
+        raise ValueError(f"rule must be one of 'momentum', 'nesterov', 'adam', got {rule!r}")
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    n = network.n_params
+    if theta.shape[0] != n or state1.shape[0] != n or state2.shape[0] != n:
+        raise ValueError(f"theta, state1 and state2 must have {n} entries")
+    d_np = np.full(width, 1e-3, dtype=np.float32 if floating is float else np.float64)
+    cdef floating[::1] d = d_np
+    r.kind = UPDATE_RULES[rule]
+    r.lr = learning_rate
+    r.momentum = 0.9
+    r.beta1 = beta1
+    r.beta2 = beta2
+    r.epsilon = epsilon
+    r.t = 0
+    s1 = &state1[0]
+    s2 = &state2[0]
+    with nogil:
+        for step in range(steps):
+            c = next_step(&r)
+            for l in range(net.n_layers):
+                fan_in = net.sizes[l]
+                fan_out = net.sizes[l + 1]
+                off = net.b_off[l]
+                update_row(&theta[off], &d[0], 1, 0, s1 + off, s2 + off, fan_out, &c)
+                for i in range(fan_in):
+                    off = net.w_off[l] + i * fan_out
+                    update_row(&theta[off], &d[0], <floating> 0.5, 0, s1 + off, s2 + off,
+                               fan_out, &c)
