@@ -9,8 +9,9 @@ checks it again inside its parallel segments (``_engine.blas_num_threads``).
 
 The default is the CPUs this process may run on (``os.sched_getaffinity``), capped by what
 one pass can use: a thread must get about ``_engine.PARALLEL_MIN_MACS`` multiply-adds per
-pass, or waking it costs more than it saves; per-sample training (batch size 1) runs on one
-thread. On a busy machine, where another process holds a core, a pass split across threads
+pass, or waking it costs more than it saves. Per-sample training (batch size 1) runs its
+samples in order on one thread; blocked per-sample SGD on a large first layer splits each
+block's matrix products. On a busy machine, where another process holds a core, a pass split across threads
 waits at each synchronisation for the thread that was descheduled; the engine measures its
 passes and runs them on one thread while that is faster (see ``Tuner`` in
 src/_network.pxd). The weights do not depend on the thread count, so none of this changes
@@ -60,8 +61,17 @@ def available_cpus():
 
 def default_threads(batch_rows, sizes):
     """The engine threads a fit with passes of ``batch_rows`` rows gets by default."""
-    if batch_rows <= 1 or not _engine.OPENMP:
+    if not _engine.OPENMP:
         return 1
+    if batch_rows <= 1:
+        # Per-sample training runs its samples in order on one thread; only blocked SGD on a
+        # large first layer splits the block's products (3 GRAM_BLOCK D M multiply-adds).
+        if sizes[0] * sizes[1] < _engine.GRAM_MIN_WEIGHTS:
+            return 1
+        macs = 3 * _engine.GRAM_BLOCK * sizes[0] * sizes[1]
+        useful = max(1, min(macs // _engine.PARALLEL_MIN_MACS,
+                            _engine.GRAM_BLOCK // min(_engine.ROW_ALIGN.values())))
+        return int(min(available_cpus(), useful, _engine.MAX_THREADS))
     macs = 3 * batch_rows * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
     useful = max(1, min(macs // _engine.PARALLEL_MIN_MACS,
                         batch_rows // min(_engine.ROW_ALIGN.values())))

@@ -715,7 +715,8 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
             fpenv = flush_subnormals()
             blas_old = _blas_single_begin(&team)
             if blocked:
-                status = run_samples_blocked(&network.net, &theta[0], &data, &buf, &r, &prog)
+                status = run_samples_blocked(&network.net, &theta[0], &data, &buf, &r, &team,
+                                             &prog)
             elif batch_size == 1:
                 status = run_samples(&network.net, &theta[0], &data, &buf, &r, &prog)
             else:

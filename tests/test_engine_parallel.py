@@ -113,6 +113,9 @@ CASES = [
     ((12, 16, 3), _engine.CHUNK_ROWS + 1000, None, np.float64, "nesterov"),
     ((12, 16, 3), _engine.CHUNK_ROWS + 1000, None, np.float32, "sgd"),
     ((20, 24, 16, 4), 400, 50, np.float32, "adam"),
+    # Per-sample SGD on a large first layer (blocked: the block's products are split).
+    ((200, 100, 5), 160, 1, np.float64, "sgd"),
+    ((200, 100, 5), 160, 1, np.float32, "sgd"),
 ]
 
 
@@ -140,6 +143,8 @@ def test_weights_are_bit_identical_for_any_thread_count(parallel, case, options)
     assert ran1 == {0}  # one thread: no parallel region
     for threads in (2, 3):
         theta, results, ran = train(threads, sizes, n, batch, dtype, rule, **options)
+        if batch == 1:  # a block of GRAM_BLOCK samples: each thread needs ROW_ALIGN of them
+            threads = min(threads, _engine.GRAM_BLOCK // _engine.ROW_ALIGN[np.dtype(dtype)])
         assert ran == {threads}, "the passes did not run on every thread"
         assert np.array_equal(theta, theta1), threads
         assert results == results1  # losses, weight sums, update counts, statuses
@@ -271,7 +276,9 @@ def test_tuner_measures_both_options_and_keeps_the_faster():
 
 def test_default_threads_policy():
     cpus = available_cpus()
-    assert default_threads(1, (784, 128, 10)) == 1      # per-sample: one thread
+    assert default_threads(1, (20, 16, 2)) == 1         # per-sample, small: one thread
+    # Per-sample on a large first layer: blocked SGD splits each block's products.
+    assert default_threads(1, (784, 128, 10)) == min(cpus, 4)
     assert default_threads(32, (2, 16, 2)) == 1         # far too little work to split
     assert default_threads(256, (784, 128, 10)) == min(cpus, _engine.MAX_THREADS)
     # Capped by the pass: each thread needs PARALLEL_MIN_MACS multiply-adds.
