@@ -102,7 +102,8 @@ cdef struct Team:
 
 
 # Tuner constants. The first TUNER_WARMUP passes with each option are not measured (thread
-# start-up, cold caches), the next TUNER_FIRST are. Then the option not chosen is tried for
+# start-up, cold caches), the next TUNER_FIRST are, and the fastest of them is the option's
+# first rate (so that one pass descheduled at the start does not condemn an option). Then the option not chosen is tried for
 # TUNER_BURST passes (the first of them, which wakes sleeping threads, not measured) at
 # intervals chosen so that the tries cost at most 1/TUNER_OVERHEAD_INV of the time: a try
 # costs BURST (ratio - 1) passes' worth more than the chosen option, ratio being the measured
@@ -110,7 +111,7 @@ cdef struct Team:
 # (at least TUNER_MIN_INTERVAL). When a core is taken by another process, a pass on two
 # threads can take 10-50x one thread's time: then it is tried only every few thousand passes.
 DEF TUNER_WARMUP = 1
-DEF TUNER_FIRST = 2
+DEF TUNER_FIRST = 3
 DEF TUNER_BURST = 3
 DEF TUNER_MIN_INTERVAL = 8
 DEF TUNER_OVERHEAD_INV = 100
@@ -170,6 +171,8 @@ cdef inline void tuner_record(Tuner* tu, int threads, int usable, double seconds
         trying = True
     if tu.rate[k] == 0:
         tu.rate[k] = r
+    elif tu.count[k] <= TUNER_WARMUP + TUNER_FIRST:
+        tu.rate[k] = min(tu.rate[k], r)
     else:
         tu.rate[k] = (1 - TUNER_EWMA) * tu.rate[k] + TUNER_EWMA * r
     if (tu.count[0] < TUNER_WARMUP + TUNER_FIRST
