@@ -116,6 +116,10 @@ DEF TUNER_BURST = 3
 DEF TUNER_MIN_INTERVAL = 8
 DEF TUNER_OVERHEAD_INV = 100
 DEF TUNER_EWMA = 0.25
+# A team pass measured this many times slower than one thread while the team is first being
+# measured ends its measurement at once: on a busy machine, where a split pass can take tens
+# of times longer, the first measurements would otherwise cost more than they can save.
+DEF TUNER_GIVE_UP = 3.0
 
 
 cdef inline void tuner_reset(Tuner* tu) noexcept nogil:
@@ -133,10 +137,10 @@ cdef inline int tuner_pick(Tuner* tu, int usable) noexcept nogil:
     """Threads for the next pass: 1 or ``usable`` (the most the pass can use)."""
     if tu == NULL or usable <= 1:
         return usable
-    if tu.count[1] < TUNER_WARMUP + TUNER_FIRST:    # start with the team, measure it,
-        return usable
-    if tu.count[0] < TUNER_WARMUP + TUNER_FIRST:    # then one thread
+    if tu.count[0] < TUNER_WARMUP + TUNER_FIRST:    # start with one thread, measure it,
         return 1
+    if tu.count[1] < TUNER_WARMUP + TUNER_FIRST:    # then the team
+        return usable
     if tu.burst == 0:
         tu.explore_in -= 1
         if tu.explore_in <= 0:
@@ -164,6 +168,9 @@ cdef inline void tuner_record(Tuner* tu, int threads, int usable, double seconds
     tu.count[k] += 1
     if tu.count[k] <= TUNER_WARMUP:
         return
+    if (k == 1 and tu.burst == 0 and tu.count[1] <= TUNER_WARMUP + TUNER_FIRST
+            and tu.rate[0] > 0 and r > TUNER_GIVE_UP * tu.rate[0]):
+        tu.count[1] = TUNER_WARMUP + TUNER_FIRST   # the team lost clearly: measured enough
     if tu.burst > 0:
         tu.burst -= 1
         if tu.burst == TUNER_BURST - 1:

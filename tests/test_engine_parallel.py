@@ -268,7 +268,9 @@ def test_tuner_measures_both_options_and_keeps_the_faster():
     finally:
         _engine.set_num_threads(1)
     state = _engine._tuner_state(ws)
-    assert state["passes_team"] >= 3 and state["passes_one"] >= 3
+    # One thread is measured first (4 passes); the team at least for a warm-up pass and one
+    # measured pass (more unless it measured 3x slower than one thread).
+    assert state["passes_team"] >= 2 and state["passes_one"] >= 4
     assert state["rate_team"] > 0 and state["rate_one"] > 0
     faster = "team" if state["rate_team"] <= state["rate_one"] else "one"
     assert state["choice"] == faster
