@@ -77,6 +77,8 @@ SIGNAL_CHECK_SAMPLES = 4096
 # thread costs more than it saves.
 ROW_ALIGN = {np.dtype(np.float32): 12, np.dtype(np.float64): 8}
 PARALLEL_MIN_MACS = 1 << 18
+# The tuner keeps the team only while it measures faster than this times one thread.
+TUNER_MARGIN_VALUE = 0.85  # TUNER_MARGIN in _network.pxd
 # In the gradient phase a W_l with fewer weights than this is formed whole by one thread (a
 # split would cost more than the work).
 SPLIT_MIN_WEIGHTS = 4096
@@ -349,7 +351,7 @@ def _tuner_state(Workspace workspace):
     cdef Tuner* tu = &workspace.tuner
     return dict(rate_one=tu.rate[0], rate_team=tu.rate[1], passes_one=tu.count[0],
                 passes_team=tu.count[1], choice="team" if tu.choice else "one",
-                backoff=tu.backoff)
+                backoff=tu.backoff, margin=TUNER_MARGIN_VALUE)
 
 
 cdef Team _team(floating dummy, Py_ssize_t rows, Workspace workspace=None):

@@ -120,6 +120,11 @@ DEF TUNER_EWMA = 0.25
 # measured ends its measurement at once: on a busy machine, where a split pass can take tens
 # of times longer, the first measurements would otherwise cost more than they can save.
 DEF TUNER_GIVE_UP = 3.0
+# The team is chosen only while it measures faster than TUNER_MARGIN times one thread's rate:
+# on a machine whose second core is mostly taken, split passes are sometimes fast and
+# sometimes wait a whole time slice for a descheduled thread, and a close call is not worth
+# those waits.
+DEF TUNER_MARGIN = 0.85
 
 
 cdef inline void tuner_reset(Tuner* tu) noexcept nogil:
@@ -187,7 +192,7 @@ cdef inline void tuner_record(Tuner* tu, int threads, int usable, double seconds
         return                              # still measuring both
     if trying and tu.burst > 0:
         return                              # in the middle of a try
-    tu.choice = 1 if tu.rate[1] <= tu.rate[0] else 0
+    tu.choice = 1 if tu.rate[1] < TUNER_MARGIN * tu.rate[0] else 0
     if trying or tu.explore_in <= 0 or tu.backoff == TUNER_MIN_INTERVAL:
         # Schedule the next try of the other option from how much slower it measured.
         ratio = tu.rate[1 - tu.choice] / tu.rate[tu.choice]

@@ -272,7 +272,8 @@ def test_tuner_measures_both_options_and_keeps_the_faster():
     # measured pass (more unless it measured 3x slower than one thread).
     assert state["passes_team"] >= 2 and state["passes_one"] >= 4
     assert state["rate_team"] > 0 and state["rate_one"] > 0
-    faster = "team" if state["rate_team"] <= state["rate_one"] else "one"
+    # The team is kept only while clearly faster (margin: a close call prefers one thread).
+    faster = "team" if state["rate_team"] < state["margin"] * state["rate_one"] else "one"
     assert state["choice"] == faster
 
 
