@@ -30,6 +30,10 @@ from mlpcore import _engine
 # Prediction leaves products under this size alone: BLAS runs them on one thread anyway,
 # and setting a limit (tens of microseconds) would cost more than the product.
 UNLIMITED_BELOW_MACS = 1 << 19
+# BLAS libraries take the thread count as a C int: a larger count cannot be passed (Python
+# ints beyond 64 bits make ctypes raise, others would wrap around to negative counts). The
+# engine itself uses at most _engine.MAX_THREADS threads; a larger n_threads is capped there.
+MAX_THREADS = 2**31 - 1
 
 _controller = None
 
@@ -95,7 +99,15 @@ def blas_threads(n_threads, batch_rows, sizes, *, inference=False):
     inference : bool
         For prediction: products under ``UNLIMITED_BELOW_MACS`` are left alone (one
         thread, no BLAS limit).
+
+    Raises
+    ------
+    ValueError
+        ``n_threads`` above ``MAX_THREADS`` (what BLAS can be given).
     """
+    if n_threads is not None and n_threads > MAX_THREADS:
+        raise ValueError(f"n_threads must be at most {MAX_THREADS} (BLAS takes the thread "
+                         f"count as a C int), got {n_threads}")
     if inference:
         work = batch_rows * max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
         if work < UNLIMITED_BELOW_MACS:
