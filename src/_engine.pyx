@@ -604,6 +604,13 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
     While the compiled segments run, subnormal numbers count as zero (x86-64 FTZ/DAZ, see
     _fpenv.h); the caller's floating-point flags are restored before Python runs again.
 
+    Passes run on up to ``get_num_threads()`` engine threads (set_num_threads; the Python
+    layer sets it around every fit), each calling single-threaded BLAS: with more than one,
+    BLAS is held at one thread for the epoch's segments and restored after. The weights and
+    the returned sums do not depend on the thread count (see _batch.pxd), provided BLAS runs
+    single-threaded on one thread too (OpenBLAS's own threads split a product differently,
+    which can change float32 results in the last bit).
+
     Parameters
     ----------
     network, workspace : Network, Workspace
