@@ -251,8 +251,8 @@ def adam_table(rows):
         lines.append(f"| {d} | {t} | {fmt_ms(s['ms_per_epoch'])} | {fmt_ms(a['ms_per_epoch'])} | "
                      f"{a['ms_per_epoch'] / s['ms_per_epoch']:.2f} | "
                      f"{s['us_per_sample']:.2f} | {a['us_per_sample']:.2f} | "
-                     + (f"{f['us_per_sample']:.2f} | {a['us_per_sample'] / f['us_per_sample']:.2f} |"
-                        if f else "– | – |"))
+                     + (f"{f['us_per_sample']:.2f} | "
+                        f"{a['us_per_sample'] / f['us_per_sample']:.2f} |" if f else "– | – |"))
     return "\n".join(lines)
 
 

@@ -162,7 +162,8 @@ def report(rows, repeats):
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
-            f"| {r['name']} | {r['dtype']} | {r['1']:.0f} | {r['2']:.0f} | {r['1'] / r['2']:.2f}x | "
+            f"| {r['name']} | {r['dtype']} | {r['1']:.0f} | {r['2']:.0f} | "
+            f"{r['1'] / r['2']:.2f}x | "
             f"{r['2 forced']:.0f} | {r['1'] / r['2 forced']:.2f}x | {r['tuner']['choice']} "
             f"({r['tuner']['passes_team']} team / {r['tuner']['passes_one']} one) | "
             f"{r['scaling']:.2f} | {_pct(r['pressure'])} |")

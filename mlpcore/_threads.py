@@ -11,10 +11,10 @@ The default is the CPUs this process may run on (``os.sched_getaffinity``), capp
 one pass can use: a thread must get about ``_engine.PARALLEL_MIN_MACS`` multiply-adds per
 pass, or waking it costs more than it saves. Per-sample training (batch size 1) runs its
 samples in order on one thread; blocked per-sample SGD on a large first layer splits each
-block's matrix products. On a busy machine, where another process holds a core, a pass split across threads
-waits at each synchronisation for the thread that was descheduled; the engine measures its
-passes and runs them on one thread while that is faster (see ``Tuner`` in
-src/_network.pxd). The weights do not depend on the thread count, so none of this changes
+block's matrix products. On a busy machine, where another process holds a core, a pass
+split across threads waits at each synchronisation for the thread that was descheduled; the
+engine measures its passes and runs them on one thread while that is faster (see ``Tuner``
+in src/_network.pxd). The weights do not depend on the thread count, so none of this changes
 results. Users can cap the count with ``n_threads=``; BLAS limits set with threadpoolctl
 around a fit are kept::
 

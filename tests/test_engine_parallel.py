@@ -263,7 +263,7 @@ def test_tuner_measures_both_options_and_keeps_the_faster():
     ws = _engine.Workspace(net, 128, np.float64)
     _engine.set_num_threads(2)
     try:
-        for epoch in range(2):
+        for _ in range(2):
             _engine.train_epoch(net, ws, theta, X, Y, None, None, 128, "sgd", 0.01)
     finally:
         _engine.set_num_threads(1)
