@@ -351,7 +351,7 @@ def _tuner_state(Workspace workspace):
     cdef Tuner* tu = &workspace.tuner
     return dict(rate_one=tu.rate[0], rate_team=tu.rate[1], passes_one=tu.count[0],
                 passes_team=tu.count[1], choice="team" if tu.choice else "one",
-                backoff=tu.backoff, margin=TUNER_MARGIN_VALUE)
+                backoff=tu.backoff, margin=TUNER_MARGIN_VALUE, trying=tu.burst > 0)
 
 
 cdef Team _team(floating dummy, Py_ssize_t rows, Workspace workspace=None):

@@ -273,8 +273,9 @@ def test_tuner_measures_both_options_and_keeps_the_faster():
     assert state["passes_team"] >= 2 and state["passes_one"] >= 4
     assert state["rate_team"] > 0 and state["rate_one"] > 0
     # The team is kept only while clearly faster (margin: a close call prefers one thread).
+    # (In the middle of a try of the other option the choice is updated when the try ends.)
     faster = "team" if state["rate_team"] < state["margin"] * state["rate_one"] else "one"
-    assert state["choice"] == faster
+    assert state["choice"] == faster or state["trying"]
 
 
 def test_default_threads_policy():
