@@ -67,10 +67,13 @@ def _network(sizes):
 
 
 def prepare_mlpcore(ctx, rule="sgd"):
-    """The compiled engine as mlpcore.fit drives it: one train_epoch call per epoch."""
+    """The compiled engine as mlpcore.fit drives it: one train_epoch call per epoch, on
+    ``ctx.threads`` engine threads (with more than one, the engine holds BLAS at one thread
+    inside its parallel segments, as mlpcore's thread policy does)."""
     import numpy as np
     from mlpcore import _engine
 
+    _engine.set_num_threads(ctx.threads)
     net = _network(ctx.sizes)
     theta = _theta_from(net, ctx.Ws, ctx.bs, ctx.dtype)
     n, b = ctx.n, ctx.batch_rows
@@ -525,14 +528,30 @@ def task_adam(process, args, out):
         sizes = C.sizes_of("W3")
         X, y, Y = C.make_data("W3", n, dtype)
         Ws, bs = C.make_init(sizes, dtype)
-        for rule in ("sgd", "adam"):
-            ctx = Ctx(sizes, X, y, Y, Ws, bs, 1, dtype, args.threads, seed=17)
-            fn, _ = prepare_mlpcore(ctx, rule=rule)
+        for rule in ("sgd", "adam", "adam floor"):
+            if rule == "adam floor":
+                fn = prepare_update_floor(sizes, n, dtype)
+            else:
+                ctx = Ctx(sizes, X, y, Y, Ws, bs, 1, dtype, args.threads, seed=17)
+                fn, _ = prepare_mlpcore(ctx, rule=rule)
             walls, cpus = C.timed_runs(fn, mode["repeats"], mode["warmup"])
             out["results"].append(C.finalize_epoch_row(dict(
                 kind="adam", impl="mlpcore", rule=rule, workload="W3", batch="1", dtype=dtype,
                 threads=args.threads, n_timed=n, n_nominal=C.WORKLOADS["W3"]["N"],
                 times_ms=[t * 1e3 for t in walls], cpu_times_ms=[t * 1e3 for t in cpus])))
+
+
+def prepare_update_floor(sizes, n, dtype):
+    """The Adam update floor: Adam's arithmetic over every weight and bias once per sample
+    (the per-sample kernels, rank-1 gradient formed on the fly), n samples, no forward pass
+    or backpropagation (``_engine._update_floor``)."""
+    import numpy as np
+    from mlpcore import _engine
+
+    net = _network(sizes)
+    theta = np.zeros(net.n_params, dtype=dtype)
+    m, s = np.zeros_like(theta), np.zeros_like(theta)
+    return lambda: _engine._update_floor(net, theta, m, s, "adam", n)
 
 
 MICRO_BATCHES = (1, 32, 256)

@@ -240,15 +240,48 @@ def micro_table(rows):
 
 def adam_table(rows):
     lines = ["| dtype | threads | SGD ms/epoch | Adam ms/epoch | Adam / SGD | SGD µs/sample | "
-             "Adam µs/sample |", "|---|---|---|---|---|---|---|"]
+             "Adam µs/sample | Adam update floor µs/sample | Adam / floor |",
+             "|---|---|---|---|---|---|---|---|---|"]
     idx = {(r["rule"], r["dtype"], r["threads"]): r for r in rows}
     for d, t in sorted({(r["dtype"], r["threads"]) for r in rows}, key=lambda k: (k[1], k[0])):
         s, a = idx.get(("sgd", d, t)), idx.get(("adam", d, t))
         if not (s and a):
             continue
+        f = idx.get(("adam floor", d, t))
         lines.append(f"| {d} | {t} | {fmt_ms(s['ms_per_epoch'])} | {fmt_ms(a['ms_per_epoch'])} | "
                      f"{a['ms_per_epoch'] / s['ms_per_epoch']:.2f} | "
-                     f"{s['us_per_sample']:.2f} | {a['us_per_sample']:.2f} |")
+                     f"{s['us_per_sample']:.2f} | {a['us_per_sample']:.2f} | "
+                     + (f"{f['us_per_sample']:.2f} | "
+                        f"{a['us_per_sample'] / f['us_per_sample']:.2f} |" if f else "– | – |"))
+    return "\n".join(lines)
+
+
+def scaling_table(rows):
+    """2 threads against 1 for mlpcore, next to the 2-thread GEMM floor and the best peer."""
+    idx = {(r["impl"], r["workload"], r["batch"], r["dtype"], r["threads"]): r for r in rows
+           if "ms_per_epoch" in r}
+    cases = sorted({(r["workload"], r["batch"], r["dtype"]) for r in rows
+                    if r["impl"] == "mlpcore" and r["threads"] == 2},
+                   key=lambda k: (list(C.WORKLOADS).index(k[0]),
+                                  10**9 if k[1] == "full" else int(k[1]), k[2]))
+    peers = [i for i in C.EPOCH_IMPLS if i not in ("mlpcore", "mlpcore.fit", "floor")]
+    lines = ["| workload | batch | dtype | mlpcore 1 thread | 2 threads | 2t / 1t | "
+             "2-thread GEMM floor | 2t / floor | best peer at 2 threads | peer / mlpcore 2t |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for w, b, d in cases:
+        one = idx.get(("mlpcore", w, b, d, 1))
+        two = idx.get(("mlpcore", w, b, d, 2))
+        floor = idx.get(("floor", w, b, d, 2))
+        best = min((idx[(p, w, b, d, 2)] for p in peers if (p, w, b, d, 2) in idx),
+                   key=lambda r: r["ms_per_epoch"], default=None)
+        cells = [fmt_ms(one["ms_per_epoch"]) if one else "–", fmt_ms(two["ms_per_epoch"]),
+                 f"{one['ms_per_epoch'] / two['ms_per_epoch']:.2f}x" if one else "–",
+                 fmt_ms(floor["ms_per_epoch"]) if floor else "–",
+                 f"{two['ms_per_epoch'] / floor['ms_per_epoch']:.2f}x"
+                 if floor and floor["ms_per_epoch"] > 0 else "–",
+                 f"{best['impl']} {fmt_ms(best['ms_per_epoch'])}" if best else "–",
+                 f"{best['ms_per_epoch'] / two['ms_per_epoch']:.2f}x" if best else "–"]
+        lines.append(f"| {w} | {b} | {d} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -519,6 +552,8 @@ def report(result):
     for t in sorted({r["threads"] for r in epoch}):
         out += ["## Epochs", "", epoch_table(epoch, t, "ms_per_epoch"), "",
                 epoch_table(epoch, t, "us_per_sample"), ""]
+    if any(r["impl"] == "mlpcore" and r["threads"] == 2 for r in epoch):
+        out += ["## 2 threads against 1", "", scaling_table(epoch), ""]
     one = [r["cpu_util"] for r in epoch if r["threads"] == 1 and "cpu_util" in r]
     starved = sum(u < 0.8 for u in one)
     if one and starved >= 0.25 * len(one):

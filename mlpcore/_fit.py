@@ -1,6 +1,9 @@
 """``mlpcore.fit``: one call from data to a trained model."""
 
+import textwrap
+
 from mlpcore._model import MLP
+from mlpcore._threads import DEFAULT_THREADS_HELP
 
 
 def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
@@ -119,13 +122,7 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
         None (the tutorial's maths as given) warns when the features' standard deviations
         differ by more than a factor of 1000.
     n_threads : int, optional
-        BLAS threads while training; by default 1 when one matrix product of the widest
-        layer is small (under about 4 million multiply-adds, where a second thread only adds
-        synchronisation) and BLAS's own default otherwise. The count is
-        process-wide: when fits run at the same time in several Python threads, the first
-        to set a limit holds it until it ends, and the others run under it. To keep
-        concurrent fits from oversubscribing the cores, pass ``n_threads=1`` or train
-        inside ``threadpoolctl.threadpool_limits(limits=1, user_api="blas")``.
+{threads}
 
     Returns
     -------
@@ -151,3 +148,12 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
                 verbose=verbose, callback=callback, n_threads=n_threads, task=task,
                 scale=scale)
     return model.fit(X, Y, sample_weight=sample_weight, validation_data=validation_data)
+
+
+# n_threads is described once, in mlpcore._threads (the command line's --threads says the same).
+fit.__doc__ = fit.__doc__.replace("{threads}", textwrap.fill(
+    f"All of the engine's parallelism: {DEFAULT_THREADS_HELP}. During a fit BLAS is held at "
+    "one thread (a process-wide setting: when fits run at the same time in several Python "
+    "threads, the first holds it until it ends); pass ``n_threads=1`` to keep concurrent "
+    "fits from oversubscribing the cores.", width=88, initial_indent=" " * 8,
+    subsequent_indent=" " * 8, break_on_hyphens=False))

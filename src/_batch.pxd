@@ -1,32 +1,83 @@
 # Mini-batch and full-batch training: forward pass, backpropagation and update of a batch
 # of rows with level-3 BLAS, in work buffers allocated once per fit.
+#
+# A pass over n rows (one batch, or one CHUNK_ROWS chunk of a larger batch) runs either on
+# the calling thread (pass_threads(...) == 1) or split among the Team's OpenMP threads, each
+# calling single-threaded BLAS, in two phases:
+#
+#   rows phase      thread p takes the p-th block of rows: gathers them (shuffled order),
+#                   forward pass, output delta, and the deltas of every layer. Rows are
+#                   independent here, so there is no synchronisation between layers.
+#   gradient phase  thread p takes the p-th block of the rows of each large W_l's gradient,
+#                   A_{l-1}[:, block]^T delta_l (the full reduction over the pass's rows, in
+#                   BLAS's order), and small layers and biases whole (layer l: thread l mod T);
+#                   on the last pass of a batch it applies the update to the parameters whose
+#                   gradient it just formed.
+#
+# No gradient is split by rows, so no partial gradients are summed: every gradient entry is
+# formed by one call computing exactly what the single-threaded call computes for it. Blocks
+# start at multiples of Team.align (ROW_ALIGN in _engine.pyx, a multiple of OpenBLAS's gemm
+# tile width), so every entry of every product is computed by the same kernel code path as in
+# the unsplit call, and the weights are bit-identical for any thread count (tests/
+# test_engine_parallel.py checks it, and checks the BLAS property it rests on).
 from cython cimport floating
+from cython.parallel cimport prange
 from libc.math cimport isfinite
 
 from _blas cimport gemm, gemv
 from _activations cimport bias_activation, mul_derivative
-from _losses cimport output_delta
-from _updates cimport SGD, UpdateCoefficients, apply_step
-from _network cimport Net, UpdateRule, DONE, DIVERGED, gather_rows, l2_penalty, next_step
+from _losses cimport output_delta, output_delta_rows
+from _updates cimport SGD, UpdateCoefficients, UpdateRule, apply_step, next_step
+from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, gather_rows,
+                       l2_penalty, split_range, get_fpenv, restore_fpenv, tuner_pick,
+                       tuner_record, now_seconds)
+
+cdef extern from "_blasctl.h" nogil:
+    # The BLAS thread count (SciPy's OpenBLAS), -1 when it cannot be read; see _blasctl.h.
+    int blas_get_threads "mlpcore_blas_get_threads" ()
+
+cdef struct Pass:
+    # One forward/backward pass over n rows, as the threads share it.
+    Py_ssize_t first    # position in the visiting order (or row) of the pass's first row
+    Py_ssize_t n        # rows
+    int n_threads       # threads splitting this pass
+    const void* x       # the pass's inputs A_0 (n x D): into X, or x_buf when gathered
+    const void* y       # its targets (n x K)
+    const void* sw      # its sample weights, or NULL
+    void* out           # where the gradient terms go: grad, or theta (fused SGD step)
+    double scale        # out_W = scale A^T delta + w_beta out_W, out_b = scale colsum + b_beta out_b
+    double w_beta
+    double b_beta
+    unsigned int fpenv  # the calling thread's floating-point mode, set in every worker
+    bint apply          # form the update of each range once its gradient is complete
+    double decay_coef   # with apply: grad_W += decay_coef W first (L2)
+    UpdateCoefficients step
 
 
 cdef inline void forward_pass(const Net* net, const floating* theta, const floating* x,
-                              Py_ssize_t n, floating** acts) noexcept nogil:
-    """A_l = g_l(A_{l-1} W_l + b_l) for l = 1..L into acts[l-1]; x is A_0 (n x D)."""
+                              Py_ssize_t n, floating** acts, Py_ssize_t row0=0,
+                              bint whole=True) noexcept nogil:
+    """A_l = g_l(A_{l-1} W_l + b_l) for l = 1..L into rows row0.. of acts[l-1]; x is A_0 (n x D).
+
+    ``whole`` says the n rows are the whole pass: only then does a single row go through gemv
+    (a block of a split pass always uses gemm, as the unsplit pass does).
+    """
     cdef Py_ssize_t l, fan_in, fan_out
     cdef const floating* prev = x
+    cdef floating* a
     cdef int act
     for l in range(net.n_layers):
         fan_in = net.sizes[l]
         fan_out = net.sizes[l + 1]
         act = net.output if l == net.n_layers - 1 else net.hidden
-        if n == 1:  # one row: gemv reads W once; gemm would first copy (pack) all of it
-            gemv(True, fan_in, fan_out, 1, theta + net.w_off[l], fan_out, prev, 0, acts[l])
+        a = acts[l] + row0 * fan_out
+        if n == 1 and whole:  # one row: gemv reads W once; gemm would first copy (pack) all of it
+            gemv(True, fan_in, fan_out, 1, theta + net.w_off[l], fan_out, prev, 0, a)
         else:
             gemm(False, False, n, fan_out, fan_in, 1, prev, fan_in,
-                 theta + net.w_off[l], fan_out, 0, acts[l], fan_out)
-        bias_activation(acts[l], theta + net.b_off[l], n, fan_out, act)
-        prev = acts[l]
+                 theta + net.w_off[l], fan_out, 0, a, fan_out)
+        bias_activation(a, theta + net.b_off[l], n, fan_out, act)
+        prev = a
 
 
 cdef inline void column_sums(floating* out, const floating* d, Py_ssize_t n, Py_ssize_t m,
@@ -77,12 +128,19 @@ cdef inline void backprop(const Net* net, const floating* theta, const floating*
 cdef inline void add_weight_decay(const Net* net, floating* grad, const floating* theta,
                                   floating coef) noexcept nogil:
     """grad_W += coef * W on the weights only (the gradient of coef/2 ||W||^2)."""
-    cdef Py_ssize_t l, i
+    cdef Py_ssize_t l
     if coef == 0:
         return
     for l in range(net.n_layers):
-        for i in range(net.w_off[l], net.b_off[l]):
-            grad[i] = grad[i] + coef * theta[i]
+        add_decay_range(grad + net.w_off[l], theta + net.w_off[l],
+                        net.b_off[l] - net.w_off[l], coef)
+
+
+cdef inline void add_decay_range(floating* grad, const floating* theta, Py_ssize_t n,
+                                 floating coef) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        grad[i] = grad[i] + coef * theta[i]
 
 
 cdef inline double chunk_gradient(const Net* net, const floating* theta, const floating* x,
@@ -104,35 +162,226 @@ cdef inline double chunk_gradient(const Net* net, const floating* theta, const f
     return loss_sum
 
 
-cdef inline int run_batches(const Net* net, floating* theta, const floating* X, const floating* Y,
-                            const floating* sw, const Py_ssize_t* order, Py_ssize_t n_samples,
-                            Py_ssize_t batch_size, Py_ssize_t chunk, floating** acts,
-                            floating** deltas, floating* x_buf, floating* y_buf, floating* sw_buf,
-                            floating* grad, UpdateRule* rule, floating* s1, floating* s2,
-                            Py_ssize_t n_params, double eps, Py_ssize_t* position,
-                            Py_ssize_t sample_budget, double* loss_sum, double* weight_sum,
-                            Py_ssize_t* updates) noexcept nogil:
-    """Train on the batches of an epoch from ``position`` on: forward, backprop, update each.
+# ---------------------------------------------------------------------------------------------
+# Parallel passes
+# ---------------------------------------------------------------------------------------------
+
+cdef inline int pass_threads(const Net* net, const Team* team, Py_ssize_t n) noexcept nogil:
+    """Threads worth splitting a pass of n rows among: each gets at least team.align rows and
+    team.min_macs multiply-adds (forward and backward: about 3 n sum_l fan_in fan_out)."""
+    cdef Py_ssize_t l
+    cdef double macs = 0
+    cdef int t = team.n_threads
+    for l in range(net.n_layers):
+        macs += <double> net.sizes[l] * net.sizes[l + 1]
+    macs *= 3.0 * n
+    while t > 1 and (macs < t * team.min_macs or n < t * team.align):
+        t -= 1
+    return t
+
+
+cdef inline void rows_phase(const Net* net, const floating* theta, const Data* data,
+                            const Buffers* buf, const Pass* ps, const Team* team,
+                            double eps, int p) noexcept nogil:
+    """Thread p's block of rows: gather, forward pass, output delta, deltas of every layer."""
+    cdef Py_ssize_t lo, hi, n, l, fan_in, fan_out, d = net.sizes[0], k = net.sizes[net.n_layers]
+    cdef floating** acts = <floating**> buf.acts
+    cdef floating** deltas = <floating**> buf.deltas
+    cdef const floating* x = <const floating*> ps.x
+    cdef const floating* y = <const floating*> ps.y
+    cdef const floating* sw = <const floating*> ps.sw
+    cdef unsigned int fpenv
+    if team.blas_seen != NULL:
+        team.blas_seen[p] = blas_get_threads()
+    split_range(ps.n, ps.n_threads, team.align, p, &lo, &hi)
+    n = hi - lo
+    if n <= 0:
+        return
+    fpenv = get_fpenv()
+    restore_fpenv(ps.fpenv)
+    if data.order != NULL:
+        gather_rows(<floating*> buf.x_buf + lo * d, <const floating*> data.X,
+                    data.order + ps.first + lo, n, d)
+        gather_rows(<floating*> buf.y_buf + lo * k, <const floating*> data.Y,
+                    data.order + ps.first + lo, n, k)
+        if data.sw != NULL:
+            gather_rows(<floating*> buf.sw_buf + lo, <const floating*> data.sw,
+                        data.order + ps.first + lo, n, 1)
+    forward_pass(net, theta, x + lo * d, n, acts, lo, False)
+    output_delta_rows(deltas[net.n_layers - 1] + lo * k, acts[net.n_layers - 1] + lo * k,
+                      y + lo * k, sw + lo if sw != NULL else NULL, n, k, net.output, net.loss,
+                      eps, buf.row_loss + lo)
+    for l in range(net.n_layers - 1, 0, -1):
+        fan_in = net.sizes[l]
+        fan_out = net.sizes[l + 1]
+        gemm(False, True, n, fan_in, fan_out, 1, deltas[l] + lo * fan_out, fan_out,
+             theta + net.w_off[l], fan_out, 0, deltas[l - 1] + lo * fan_in, fan_in)
+        mul_derivative(deltas[l - 1] + lo * fan_in, acts[l - 1] + lo * fan_in, n * fan_in,
+                       net.hidden)
+    restore_fpenv(fpenv)
+
+
+cdef inline void step_range(floating* theta, const floating* grad, const UpdateRule* rule,
+                            Py_ssize_t off, Py_ssize_t n, floating decay,
+                            const UpdateCoefficients* step) noexcept nogil:
+    """The update of theta[off:off+n] from its finished gradient (decay added first)."""
+    cdef floating* s1 = <floating*> rule.s1
+    cdef floating* s2 = <floating*> rule.s2
+    if decay != 0:
+        add_decay_range(<floating*> grad + off, theta + off, n, decay)
+    apply_step(theta + off, grad + off, s1 + off if s1 != NULL else NULL,
+               s2 + off if s2 != NULL else NULL, n, step)
+
+
+cdef inline void gradient_phase(const Net* net, floating* theta, const Buffers* buf,
+                                const UpdateRule* rule, const Pass* ps, const Team* team,
+                                int p) noexcept nogil:
+    """Thread p's share of the gradient (and, with ps.apply, of the update)."""
+    cdef Py_ssize_t l, i0, i1, fan_in, fan_out
+    cdef int t = ps.n_threads
+    cdef floating** acts = <floating**> buf.acts
+    cdef floating** deltas = <floating**> buf.deltas
+    cdef floating* out = <floating*> ps.out
+    cdef const floating* a_prev
+    cdef unsigned int fpenv = get_fpenv()
+    restore_fpenv(ps.fpenv)
+    for l in range(net.n_layers):
+        fan_in = net.sizes[l]
+        fan_out = net.sizes[l + 1]
+        a_prev = <const floating*> ps.x if l == 0 else acts[l - 1]
+        if fan_in * fan_out >= team.split_min_weights:
+            split_range(fan_in, t, team.align, p, &i0, &i1)
+        elif l % t == p:
+            i0 = 0
+            i1 = fan_in
+        else:
+            i0 = 0
+            i1 = 0
+        if i1 > i0:
+            gemm(True, False, i1 - i0, fan_out, ps.n, <floating> ps.scale, a_prev + i0, fan_in,
+                 deltas[l], fan_out, <floating> ps.w_beta, out + net.w_off[l] + i0 * fan_out,
+                 fan_out)
+            if ps.apply:
+                step_range(theta, out, rule, net.w_off[l] + i0 * fan_out, (i1 - i0) * fan_out,
+                           <floating> ps.decay_coef, &ps.step)
+        if l % t == p:
+            column_sums(out + net.b_off[l], deltas[l], ps.n, fan_out, <floating> ps.scale,
+                        <floating> ps.b_beta)
+            if ps.apply:
+                step_range(theta, out, rule, net.b_off[l], fan_out, 0, &ps.step)
+    restore_fpenv(fpenv)
+
+
+cdef inline double parallel_rows(const Net* net, const floating* theta, const Data* data,
+                                 const Buffers* buf, Pass* ps, const Team* team,
+                                 double eps) noexcept nogil:
+    """The rows phase of a pass on ps.n_threads threads; returns sum_i w_i l_i in row order."""
+    cdef int p
+    cdef Py_ssize_t i
+    cdef double total = 0
+    ps.fpenv = get_fpenv()
+    for p in prange(ps.n_threads, num_threads=ps.n_threads, schedule='static', chunksize=1):
+        rows_phase(net, theta, data, buf, ps, team, eps, p)
+    for i in range(ps.n):
+        total = total + buf.row_loss[i]
+    return total
+
+
+cdef inline void parallel_gradient(const Net* net, floating* theta, const Buffers* buf,
+                                   const UpdateRule* rule, Pass* ps,
+                                   const Team* team) noexcept nogil:
+    cdef int p
+    ps.fpenv = get_fpenv()
+    for p in prange(ps.n_threads, num_threads=ps.n_threads, schedule='static', chunksize=1):
+        gradient_phase(net, theta, buf, rule, ps, team, p)
+
+
+cdef inline void set_pass_rows(const Net* net, const floating* X, const floating* Y,
+                               const floating* sw, const Data* data, const Buffers* buf,
+                               Pass* ps, Py_ssize_t first, Py_ssize_t n) noexcept nogil:
+    """Point the pass at its rows: in X when visited in order, else at the gather buffers."""
+    cdef Py_ssize_t d = net.sizes[0], k = net.sizes[net.n_layers]
+    ps.first = first
+    ps.n = n
+    if data.order == NULL:
+        ps.x = X + first * d
+        ps.y = Y + first * k
+        ps.sw = sw + first if sw != NULL else NULL
+    else:
+        ps.x = buf.x_buf
+        ps.y = buf.y_buf
+        ps.sw = buf.sw_buf if data.sw != NULL else NULL
+
+
+cdef inline double pass_gradient(const Net* net, const floating* theta, const Data* data,
+                                 const Buffers* buf, const Team* team, Py_ssize_t first,
+                                 Py_ssize_t n, floating* grad, floating scale, bint accumulate,
+                                 double eps) noexcept nogil:
+    """grad (+)= scale * the gradient of rows first..first+n (in order, no gather); returns
+    sum_i w_i l_i. On one thread this is chunk_gradient; on several, the two phases."""
+    cdef Pass ps
+    cdef double total, w_c, t0 = 0
+    cdef Data rows = data[0]
+    cdef int usable = pass_threads(net, team, n)
+    rows.order = NULL
+    set_pass_rows(net, <const floating*> data.X, <const floating*> data.Y,
+                  <const floating*> data.sw, &rows, buf, &ps, first, n)
+    ps.n_threads = tuner_pick(team.tuner, usable)
+    if usable > 1:
+        t0 = now_seconds()
+    if ps.n_threads == 1:
+        total = chunk_gradient(net, theta, <const floating*> ps.x, <const floating*> ps.y,
+                               <const floating*> ps.sw, n, <floating**> buf.acts,
+                               <floating**> buf.deltas, grad, scale, accumulate, eps, &w_c)
+    else:
+        ps.out = grad
+        ps.scale = scale
+        ps.w_beta = 1 if accumulate else 0
+        ps.b_beta = ps.w_beta
+        ps.apply = False
+        total = parallel_rows(net, theta, &rows, buf, &ps, team, eps)
+        parallel_gradient(net, <floating*> theta, buf, NULL, &ps, team)
+    if usable > 1:
+        tuner_record(team.tuner, ps.n_threads, usable, now_seconds() - t0, n)
+    return total
+
+
+cdef inline int run_batches(const Net* net, floating* theta, const Data* data,
+                            const Buffers* buf, UpdateRule* rule, const Team* team,
+                            Py_ssize_t batch_size, Py_ssize_t n_params,
+                            Progress* prog) noexcept nogil:
+    """Train on the batches of an epoch from ``prog.position`` on: forward, backprop, update each.
 
     Batches are consecutive runs of ``order`` (or of the rows themselves when order is NULL)
-    starting at sample ``position[0]``; processing stops after the batch that reaches
-    ``sample_budget`` samples, or at the end of the epoch, and ``position[0]`` is advanced.
+    starting at sample ``prog.position``; processing stops after the batch that reaches
+    ``prog.budget`` samples, or at the end of the epoch, and ``prog.position`` is advanced.
     Each batch adds J_b = sum_i w_i l_i + alpha/2 sum ||W||^2 (at its starting parameters)
     to loss_sum and sum_i w_i to weight_sum. Returns DONE, or DIVERGED as soon as a batch's
-    loss is not finite (that batch is not applied).
+    loss is not finite (that batch is not applied). Passes of buf.rows rows at most; each is
+    split among the team's threads when it is large enough (pass_threads).
     """
-    cdef Py_ssize_t d = net.sizes[0], k = net.sizes[net.n_layers]
-    cdef Py_ssize_t start = position[0], stop, nb, cs, ce, nc, i, done = 0
+    cdef Py_ssize_t d = net.sizes[0], k = net.sizes[net.n_layers], chunk = buf.rows
+    cdef Py_ssize_t start = prog.position, stop, nb, cs, ce, nc, i, done = 0
+    cdef const floating* X = <const floating*> data.X
+    cdef const floating* Y = <const floating*> data.Y
+    cdef const floating* sw = <const floating*> data.sw
+    cdef const Py_ssize_t* order = data.order
+    cdef floating** acts = <floating**> buf.acts
+    cdef floating** deltas = <floating**> buf.deltas
+    cdef floating* grad = <floating*> buf.grad
     cdef const floating* xb
     cdef const floating* yb
     cdef const floating* wb
     cdef double loss_b, w_b, w_c
     cdef floating lr = <floating> rule.lr
-    cdef bint fused
+    cdef bint fused, last
     cdef UpdateCoefficients step
+    cdef Pass ps
+    cdef int usable
+    cdef double t0 = 0
 
-    while start < n_samples and done < sample_budget:
-        stop = min(start + batch_size, n_samples)
+    while start < data.n and done < prog.budget:
+        stop = min(start + batch_size, data.n)
         nb = stop - start
         # The batch's total weight, needed before the first chunk to scale its gradient.
         if sw == NULL:
@@ -150,40 +399,73 @@ cdef inline int run_batches(const Net* net, floating* theta, const floating* X, 
             while cs < stop:
                 ce = min(cs + chunk, stop)
                 nc = ce - cs
+                last = ce == stop
+                usable = pass_threads(net, team, nc)
+                ps.n_threads = tuner_pick(team.tuner, usable)
+                if usable > 1:
+                    t0 = now_seconds()
+                if ps.n_threads > 1:
+                    set_pass_rows(net, X, Y, sw, data, buf, &ps, cs, nc)
+                    if fused:
+                        ps.out = theta
+                        ps.scale = -lr / w_b
+                        ps.w_beta = <floating> (1 - lr * rule.alpha / w_b)
+                        ps.b_beta = 1
+                        ps.apply = False
+                    else:
+                        ps.out = grad
+                        ps.scale = <floating> (1 / w_b)
+                        ps.w_beta = 1 if cs > start else 0
+                        ps.b_beta = ps.w_beta
+                        ps.apply = last
+                        ps.decay_coef = <floating> (rule.alpha / w_b)
+                    loss_b += parallel_rows(net, theta, data, buf, &ps, team, prog.eps)
+                    if not isfinite(loss_b):
+                        return DIVERGED
+                    if ps.apply:
+                        ps.step = next_step(rule)
+                    parallel_gradient(net, theta, buf, rule, &ps, team)
+                    if usable > 1:
+                        tuner_record(team.tuner, ps.n_threads, usable, now_seconds() - t0, nc)
+                    cs = ce
+                    continue
                 if order == NULL:
                     xb = X + cs * d
                     yb = Y + cs * k
                     wb = sw + cs if sw != NULL else NULL
                 else:
-                    gather_rows(x_buf, X, order + cs, nc, d)
-                    gather_rows(y_buf, Y, order + cs, nc, k)
+                    gather_rows(<floating*> buf.x_buf, X, order + cs, nc, d)
+                    gather_rows(<floating*> buf.y_buf, Y, order + cs, nc, k)
                     if sw != NULL:
-                        gather_rows(sw_buf, sw, order + cs, nc, 1)
-                    xb = x_buf
-                    yb = y_buf
-                    wb = sw_buf if sw != NULL else NULL
+                        gather_rows(<floating*> buf.sw_buf, sw, order + cs, nc, 1)
+                    xb = <floating*> buf.x_buf
+                    yb = <floating*> buf.y_buf
+                    wb = <floating*> buf.sw_buf if sw != NULL else NULL
                 if fused:
                     forward_pass(net, theta, xb, nc, acts)
                     loss_b += output_delta(deltas[net.n_layers - 1], acts[net.n_layers - 1],
-                                           yb, wb, nc, k, net.output, net.loss, eps, &w_c)
+                                           yb, wb, nc, k, net.output, net.loss, prog.eps, &w_c)
                     if not isfinite(loss_b):
                         return DIVERGED
                     backprop(net, theta, xb, nc, acts, deltas, theta, <floating> (-lr / w_b),
                              <floating> (1 - lr * rule.alpha / w_b), 1)
                 else:
                     loss_b += chunk_gradient(net, theta, xb, yb, wb, nc, acts, deltas, grad,
-                                             <floating> (1 / w_b), cs > start, eps, &w_c)
+                                             <floating> (1 / w_b), cs > start, prog.eps, &w_c)
+                    if last:
+                        if not isfinite(loss_b):
+                            return DIVERGED
+                        add_weight_decay(net, grad, theta, <floating> (rule.alpha / w_b))
+                        step = next_step(rule)
+                        apply_step(theta, grad, <floating*> rule.s1, <floating*> rule.s2,
+                                   n_params, &step)
+                if usable > 1:
+                    tuner_record(team.tuner, 1, usable, now_seconds() - t0, nc)
                 cs = ce
-            if not isfinite(loss_b):
-                return DIVERGED
-            if not fused:
-                add_weight_decay(net, grad, theta, <floating> (rule.alpha / w_b))
-                step = next_step(rule)
-                apply_step(theta, grad, s1, s2, n_params, &step)
-            updates[0] += 1
-            loss_sum[0] += loss_b
-            weight_sum[0] += w_b
+            prog.updates += 1
+            prog.loss_sum += loss_b
+            prog.weight_sum += w_b
         done += nb
         start = stop
-        position[0] = start
+        prog.position = start
     return DONE

@@ -4,23 +4,52 @@
 # the functions below check every dtype, shape and contiguity once, then run the kernels of
 # _batch.pxd and _per_sample.pxd on raw pointers without the GIL: a whole epoch per call.
 from cython cimport floating
+from cython.parallel cimport prange
 from libc.stdlib cimport malloc, calloc, free
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pyport cimport PY_SSIZE_T_MAX
+from scipy.linalg.cython_blas cimport dgemm
+
+import os
+import threading
 
 import numpy as np
 
-from _activations cimport IDENTITY, SIGMOID, TANH, RELU, SOFTMAX, EXP
+from _activations cimport IDENTITY, SIGMOID, TANH, RELU, SOFTMAX, EXP, sigmoid_rows
 from _losses cimport MSE, CROSS_ENTROPY, POISSON, sample_loss
-from _updates cimport SGD, MOMENTUM, NESTEROV, ADAM
-from _network cimport Net, UpdateRule, DONE, DIVERGED, INTERRUPTED, l2_penalty
-from _batch cimport add_weight_decay, chunk_gradient, forward_pass, run_batches
+from _blas cimport gram_lower
+from _updates cimport (SGD, MOMENTUM, NESTEROV, ADAM, UpdateRule, UpdateCoefficients,
+                       next_step, update_row)
+from _network cimport (Net, Data, Buffers, Progress, Team, Tuner, DONE, DIVERGED, INTERRUPTED,
+                       l2_penalty, split_range, flush_subnormals, restore_fpenv, get_fpenv,
+                       tuner_reset)
+from _batch cimport add_weight_decay, forward_pass, pass_gradient, pass_threads, run_batches
 from _per_sample cimport run_samples, run_samples_blocked
 
-cdef extern from "_fpenv.h" nogil:
-    # Subnormals flushed to zero while an epoch trains; see _fpenv.h.
-    unsigned int flush_subnormals "mlpcore_flush_subnormals" ()
-    void restore_fpenv "mlpcore_restore_fpenv" (unsigned int old)
+cdef extern from "_blasctl.h" nogil:
+    int blas_find "mlpcore_blas_find" (void* fn)
+    int blas_get_threads "mlpcore_blas_get_threads" ()
+    void blas_set_threads "mlpcore_blas_set_threads" (int n)
+
+cdef extern from "_vmath.h" nogil:
+    double exp_nonpositive "mlpcore_exp_nonpositive" (double x)
+    float expf_nonpositive "mlpcore_expf_nonpositive" (float x)
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static int mlpcore_have_openmp(void) { return 1; }
+    static int mlpcore_omp_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    static int mlpcore_have_openmp(void) { return 0; }
+    static int mlpcore_omp_max_threads(void) { return 1; }
+    #endif
+    """
+    int have_openmp "mlpcore_have_openmp" ()
+
+# Find the BLAS library cython_blas calls, to read and set its thread count (_blasctl.h).
+BLAS_THREADS_CONTROLLABLE = bool(blas_find(<void*> dgemm))
 
 # The codes the Python layer uses to name activations, losses and update rules.
 HIDDEN_ACTIVATIONS = {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU}
@@ -39,6 +68,24 @@ GRAM_BLOCK = 32
 GRAM_MIN_WEIGHTS = 16384
 # Samples processed between two checks for Ctrl-C (each check takes the GIL briefly).
 SIGNAL_CHECK_SAMPLES = 4096
+
+# Parallel passes (see _batch.pxd): row blocks start at multiples of ROW_ALIGN[dtype], a
+# multiple of the gemm tile width of OpenBLAS's kernels (12 rows for Haswell/Zen sgemm, 2-8
+# for dgemm), so every entry of a product is computed exactly as in the unsplit product and
+# the weights do not depend on the thread count. A pass is split only among threads that each
+# get PARALLEL_MIN_MACS multiply-adds (about 30-60 microseconds of gemm): below that, waking a
+# thread costs more than it saves.
+ROW_ALIGN = {np.dtype(np.float32): 12, np.dtype(np.float64): 8}
+PARALLEL_MIN_MACS = 1 << 18
+# The tuner keeps the team only while it measures faster than this times one thread.
+TUNER_MARGIN_VALUE = 0.85  # TUNER_MARGIN in _network.pxd
+# In the gradient phase a W_l with fewer weights than this is formed whole by one thread (a
+# split would cost more than the work).
+SPLIT_MIN_WEIGHTS = 4096
+cdef double _min_macs = PARALLEL_MIN_MACS
+cdef Py_ssize_t _split_min_weights = SPLIT_MIN_WEIGHTS
+# Whether the engine was built with OpenMP; without it every pass runs on one thread.
+OPENMP = bool(have_openmp())
 
 EPOCH_DONE = DONE
 EPOCH_DIVERGED = DIVERGED
@@ -135,6 +182,8 @@ cdef class Workspace:
     cdef void* y_buf
     cdef void* sw_buf
     cdef void* grad
+    cdef double* row_loss # rows: per-row losses of a parallel pass
+    cdef Tuner tuner      # one thread or the team, pass by pass (see Tuner in _network.pxd)
     cdef readonly Py_ssize_t gram_block
     cdef void* gram_z     # gram_block x M_1: X_blk W_1 at the block's start
     cdef void* gram_g     # gram_block x gram_block: X_blk X_blk^T
@@ -170,6 +219,24 @@ cdef class Workspace:
         self.y_buf = _calloc(rows * sizes[n_layers] * itemsize)
         self.sw_buf = _calloc(rows * itemsize)
         self.grad = _calloc(network.n_params * itemsize)
+        self.row_loss = <double*> _calloc(rows * sizeof(double))
+        tuner_reset(&self.tuner)
+
+    cdef Buffers buffers(self):
+        cdef Buffers b
+        b.rows = self.rows
+        b.acts = self.acts
+        b.deltas = self.deltas
+        b.x_buf = self.x_buf
+        b.y_buf = self.y_buf
+        b.sw_buf = self.sw_buf
+        b.grad = self.grad
+        b.row_loss = self.row_loss
+        b.gram_block = self.gram_block
+        b.gram_z = self.gram_z
+        b.gram_g = self.gram_g
+        b.gram_u = self.gram_u
+        return b
 
     def __dealloc__(self):
         cdef Py_ssize_t l
@@ -185,6 +252,7 @@ cdef class Workspace:
         free(self.y_buf)
         free(self.sw_buf)
         free(self.grad)
+        free(self.row_loss)
         free(self.gram_z)
         free(self.gram_u)
         free(self.gram_g)
@@ -196,6 +264,123 @@ cdef void* _calloc(size_t nbytes) except NULL:
     if p == NULL:
         raise MemoryError(f"could not allocate {nbytes} bytes of work buffers")
     return p
+
+
+# ---------------------------------------------------------------------------------------------
+# Threads: how many the engine may use, per Python thread (set by mlpcore._threads).
+# ---------------------------------------------------------------------------------------------
+
+_thread_state = threading.local()
+# Most engine threads a pass can use: team buffers are sized for it.
+MAX_THREADS = 256
+
+
+def set_num_threads(n_threads):
+    """Let the engine's passes, called from this Python thread, use up to n_threads threads.
+
+    All of the engine's parallelism: its OpenMP threads each call single-threaded BLAS. The
+    default (never set) is 1. mlpcore._threads.blas_threads sets it around every fit.
+    """
+    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)):
+        raise TypeError(f"n_threads must be an int, got {type(n_threads).__name__}")
+    if not 1 <= n_threads <= MAX_THREADS:
+        raise ValueError(f"n_threads must be between 1 and {MAX_THREADS}, got {n_threads}")
+    _thread_state.n = int(n_threads) if OPENMP else 1
+
+
+def get_num_threads():
+    """The thread count set by set_num_threads in this Python thread (1 if never set)."""
+    return getattr(_thread_state, "n", 1)
+
+
+def blas_num_threads():
+    """The thread count of the BLAS the engine calls, as the engine reads it (-1: unknown)."""
+    return blas_get_threads()
+
+
+# Test hook: when a list, each parallel segment records the BLAS thread count each engine
+# thread saw inside the parallel region (see last_region_blas_threads).
+cdef int _blas_seen[256]  # MAX_THREADS
+cdef bint _record_blas = False
+cdef int _recorded_threads = 0
+
+
+def _record_region_blas_threads(bint on):
+    """Test hook: record the BLAS thread count seen inside each parallel region."""
+    global _record_blas, _recorded_threads
+    _record_blas = on
+    _recorded_threads = 0
+
+
+def last_region_blas_threads():
+    """Test hook: [BLAS threads seen by engine thread p] in the last parallel region run
+    while recording was on (empty if none ran)."""
+    return [_blas_seen[p] for p in range(_recorded_threads) if _blas_seen[p] != 0]
+
+
+# Whether passes choose between one thread and the team by their measured speed (Tuner); a
+# test hook turns it off to force the team.
+cdef bint _tuning = True
+
+
+def _set_tuning(bint on):
+    """Test hook: False makes every large enough pass use the whole team."""
+    global _tuning
+    _tuning = on
+
+
+def _set_parallel_limits(min_macs=PARALLEL_MIN_MACS, split_min_weights=SPLIT_MIN_WEIGHTS):
+    """Test hook: the work below which passes and gradients are not split (the defaults
+    restore the built-in values); small limits let tests run tiny networks in parallel."""
+    global _min_macs, _split_min_weights
+    if min_macs < 0 or split_min_weights < 0:
+        raise ValueError("the limits must be non-negative")
+    _min_macs = min_macs
+    _split_min_weights = split_min_weights
+
+
+def _tuner_state(Workspace workspace):
+    """Diagnostics: the workspace's tuner (seconds per row of each option, passes, choice)."""
+    cdef Tuner* tu = &workspace.tuner
+    return dict(rate_one=tu.rate[0], rate_team=tu.rate[1], passes_one=tu.count[0],
+                passes_team=tu.count[1], choice="team" if tu.choice else "one",
+                backoff=tu.backoff, margin=TUNER_MARGIN_VALUE, trying=tu.burst > 0)
+
+
+cdef Team _team(floating dummy, Py_ssize_t rows, Workspace workspace=None):
+    """The team for passes of up to ``rows`` rows, from this Python thread's setting."""
+    global _recorded_threads
+    cdef Team team
+    team.tuner = &workspace.tuner if (workspace is not None and _tuning) else NULL
+    team.n_threads = get_num_threads()
+    team.align = 12 if floating is float else 8
+    team.min_macs = _min_macs
+    team.split_min_weights = _split_min_weights
+    team.blas_seen = NULL
+    if _record_blas:
+        for p in range(team.n_threads):
+            _blas_seen[p] = 0
+        team.blas_seen = _blas_seen if team.n_threads > 1 else NULL
+        _recorded_threads = team.n_threads if team.n_threads > 1 else 0
+    return team
+
+
+cdef inline int _blas_single_begin(const Team* team) noexcept nogil:
+    """Before a parallel segment: BLAS to one thread if it has more; returns the old count
+    to restore (0: nothing to restore)."""
+    cdef int old
+    if team.n_threads < 2:
+        return 0
+    old = blas_get_threads()
+    if old > 1:
+        blas_set_threads(1)
+        return old
+    return 0
+
+
+cdef inline void _blas_single_end(int old) noexcept nogil:
+    if old > 0:
+        blas_set_threads(old)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,27 +429,60 @@ def forward(Network network, const floating[::1] theta, const floating[:, ::1] X
     cdef Py_ssize_t n = X.shape[0], rows, start, nc, l, L = network.net.n_layers
     cdef Py_ssize_t k = network.net.sizes[L]
     cdef floating** acts
+    cdef floating dummy = 0
+    cdef Team team
+    cdef int t, p, blas_old
+    cdef unsigned int fpenv
     _check_shapes(network, theta.shape[0], X.shape[0], X.shape[1], -1, -1, -1)
     if out.shape[0] != n or out.shape[1] != k:
         raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected ({n}, {k})")
     if n == 0:
         return
     rows = min(n, CHUNK_ROWS)
+    team = _team(dummy, rows)
+    # A forward pass costs a third of a training pass: split it when each thread gets the
+    # same work as in training.
+    team.min_macs = 3 * team.min_macs
     acts = <floating**> _calloc(L * sizeof(floating*))
     try:
         for l in range(L - 1):
             acts[l] = <floating*> _calloc(rows * net.sizes[l + 1] * sizeof(floating))
         with nogil:
+            blas_old = _blas_single_begin(&team)
             start = 0
             while start < n:
                 nc = min(rows, n - start)
                 acts[L - 1] = &out[start, 0]  # the last layer writes straight into out
-                forward_pass(net, &theta[0], &X[start, 0], nc, acts)
+                t = pass_threads(net, &team, nc)
+                if t == 1:
+                    forward_pass(net, &theta[0], &X[start, 0], nc, acts)
+                else:
+                    fpenv = get_fpenv()
+                    for p in prange(t, num_threads=t, schedule='static', chunksize=1):
+                        _forward_block(net, &theta[0], &X[start, 0], nc, acts, &team, t, p,
+                                       fpenv)
                 start += nc
+            _blas_single_end(blas_old)
     finally:
         for l in range(L - 1):
             free(acts[l])
         free(acts)
+
+
+cdef inline void _forward_block(const Net* net, const floating* theta, const floating* x,
+                                Py_ssize_t n, floating** acts, const Team* team, int t,
+                                int p, unsigned int caller_fpenv) noexcept nogil:
+    """Thread p's block of rows of a forward pass split among t threads."""
+    cdef Py_ssize_t lo, hi
+    cdef unsigned int fpenv
+    if team.blas_seen != NULL:
+        team.blas_seen[p] = blas_get_threads()
+    split_range(n, t, team.align, p, &lo, &hi)
+    if hi > lo:
+        fpenv = get_fpenv()
+        restore_fpenv(caller_fpenv)  # the caller's floating-point mode
+        forward_pass(net, theta, x + lo * net.sizes[0], hi - lo, acts, lo, False)
+        restore_fpenv(fpenv)
 
 
 def loss_gradient(Network network, const floating[::1] theta, const floating[:, ::1] X,
@@ -282,10 +500,9 @@ def loss_gradient(Network network, const floating[::1] theta, const floating[:, 
     """
     cdef const Net* net = &network.net
     cdef Py_ssize_t n = X.shape[0], start, nc, rows
-    cdef double total = 0, w_total, w_c, loss_c
+    cdef double total = 0, w_total
     cdef floating dummy = 0
     cdef double eps = _machine_eps(dummy)
-    cdef const floating* wp = NULL
     cdef bint weighted = sample_weight is not None
     _check_shapes(network, theta.shape[0], X.shape[0], X.shape[1], Y.shape[0], Y.shape[1],
                   -1 if sample_weight is None else sample_weight.shape[0])
@@ -301,17 +518,24 @@ def loss_gradient(Network network, const floating[::1] theta, const floating[:, 
           or workspace.sizes != network.sizes):
         raise ValueError("workspace is too small, has the wrong dtype or another network's "
                          "layer sizes")
-    cdef floating** acts = <floating**> workspace.acts
-    cdef floating** deltas = <floating**> workspace.deltas
+    cdef Buffers buf = workspace.buffers()
+    cdef Team team = _team(dummy, rows, workspace)
+    cdef Data data
+    cdef int blas_old
+    data.X = &X[0, 0]
+    data.Y = &Y[0, 0]
+    data.sw = &sample_weight[0] if weighted else NULL
+    data.order = NULL
+    data.n = n
     with nogil:
+        blas_old = _blas_single_begin(&team)
         start = 0
         while start < n:
             nc = min(rows, n - start)
-            wp = &sample_weight[start] if weighted else NULL
-            total += chunk_gradient(net, &theta[0], &X[start, 0], &Y[start, 0], wp, nc,
-                                    acts, deltas, &grad[0], <floating> (1 / w_total),
-                                    start > 0, eps, &w_c)
+            total += pass_gradient(net, &theta[0], &data, &buf, &team, start, nc, &grad[0],
+                                   <floating> (1 / w_total), start > 0, eps)
             start += nc
+        _blas_single_end(blas_old)
         add_weight_decay(net, &grad[0], &theta[0], <floating> (alpha / w_total))
         total = (total + 0.5 * alpha * l2_penalty(net, &theta[0])) / w_total
     return total
@@ -373,6 +597,13 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
     While the compiled segments run, subnormal numbers count as zero (x86-64 FTZ/DAZ, see
     _fpenv.h); the caller's floating-point flags are restored before Python runs again.
 
+    Passes run on up to ``get_num_threads()`` engine threads (set_num_threads; the Python
+    layer sets it around every fit), each calling single-threaded BLAS: with more than one,
+    BLAS is held at one thread for the epoch's segments and restored after. The weights and
+    the returned sums do not depend on the thread count (see _batch.pxd), provided BLAS runs
+    single-threaded on one thread too (OpenBLAS's own threads split a product differently,
+    which can change float32 results in the last bit).
+
     Parameters
     ----------
     network, workspace : Network, Workspace
@@ -413,14 +644,12 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
     cdef Py_ssize_t n = X.shape[0], i, n_params = network.n_params
     cdef Py_ssize_t chunk = min(batch_size, CHUNK_ROWS)
     cdef int status
-    cdef double loss_sum = 0, weight_sum = 0
-    cdef Py_ssize_t updates = 0
     cdef floating dummy = 0
-    cdef double eps = _machine_eps(dummy)
-    cdef floating* s1 = NULL
-    cdef floating* s2 = NULL
-    cdef const floating* swp = NULL
-    cdef const Py_ssize_t* orderp = NULL
+    cdef Data data
+    cdef Buffers buf
+    cdef Progress prog
+    cdef Team team
+    cdef int blas_old
     _check_shapes(network, theta.shape[0], X.shape[0], X.shape[1], Y.shape[0], Y.shape[1],
                   -1 if sample_weight is None else sample_weight.shape[0])
     if rule not in UPDATE_RULES:
@@ -443,24 +672,37 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
     r.epsilon = epsilon
     r.t = t
     r.penalty_sum = 0
+    r.s1 = NULL
+    r.s2 = NULL
     if r.kind != SGD:
         if state1 is None or state1.shape[0] != n_params:
             raise ValueError(f"rule {rule!r} needs state1 of shape ({n_params},)")
-        s1 = &state1[0]
+        r.s1 = &state1[0]
     if r.kind == ADAM:
         if state2 is None or state2.shape[0] != n_params:
             raise ValueError(f"rule {rule!r} needs state2 of shape ({n_params},)")
-        s2 = &state2[0]
-    if sample_weight is not None:
-        swp = &sample_weight[0]
+        r.s2 = &state2[0]
+    data.X = &X[0, 0]
+    data.Y = &Y[0, 0]
+    data.sw = &sample_weight[0] if sample_weight is not None else NULL
+    data.order = NULL
+    data.n = n
     if order is not None:
         if order.shape[0] != n:
             raise ValueError(f"order has {order.shape[0]} entries, X {n} rows")
         for i in range(n):  # an index out of range would read outside X: refuse it here
             if order[i] < 0 or order[i] >= n:
                 raise ValueError(f"order[{i}] = {order[i]} is not a row of X")
-        orderp = &order[0]
-    cdef Py_ssize_t position = 0, budget = SIGNAL_CHECK_SAMPLES
+        data.order = &order[0]
+    buf = workspace.buffers()
+    buf.rows = chunk  # passes of at most one chunk (the workspace may hold more rows)
+    prog.position = 0
+    prog.budget = SIGNAL_CHECK_SAMPLES
+    prog.loss_sum = 0
+    prog.weight_sum = 0
+    prog.updates = 0
+    prog.eps = _machine_eps(dummy)
+    team = _team(dummy, chunk, workspace)
     # Blocked per-sample SGD needs every decay factor 1 - lr alpha / w_i well above 0.
     cdef double min_weight = 1.0
     if sample_weight is not None and alpha != 0:
@@ -470,29 +712,19 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
                          and learning_rate * alpha / min_weight < 0.5)
     cdef unsigned int fpenv
     status = DONE
-    while position < n and status == DONE:
+    while prog.position < n and status == DONE:
         with nogil:
             fpenv = flush_subnormals()
+            blas_old = _blas_single_begin(&team)
             if blocked:
-                status = run_samples_blocked(
-                    &network.net, &theta[0], &X[0, 0], &Y[0, 0], swp, orderp, n,
-                    <floating**> workspace.acts, <floating**> workspace.deltas,
-                    <floating*> workspace.x_buf, <floating*> workspace.gram_z,
-                    <floating*> workspace.gram_g, <floating*> workspace.gram_u,
-                    workspace.gram_block, &r, eps, &position, budget, &loss_sum,
-                    &weight_sum, &updates)
+                status = run_samples_blocked(&network.net, &theta[0], &data, &buf, &r, &team,
+                                             &prog)
             elif batch_size == 1:
-                status = run_samples(&network.net, &theta[0], &X[0, 0], &Y[0, 0], swp, orderp,
-                                     n, <floating**> workspace.acts,
-                                     <floating**> workspace.deltas, &r, s1, s2, eps,
-                                     &position, budget, &loss_sum, &weight_sum, &updates)
+                status = run_samples(&network.net, &theta[0], &data, &buf, &r, &prog)
             else:
-                status = run_batches(&network.net, &theta[0], &X[0, 0], &Y[0, 0], swp, orderp, n,
-                                     batch_size, chunk, <floating**> workspace.acts,
-                                     <floating**> workspace.deltas, <floating*> workspace.x_buf,
-                                     <floating*> workspace.y_buf, <floating*> workspace.sw_buf,
-                                     <floating*> workspace.grad, &r, s1, s2, n_params, eps,
-                                     &position, budget, &loss_sum, &weight_sum, &updates)
+                status = run_batches(&network.net, &theta[0], &data, &buf, &r, &team,
+                                     batch_size, n_params, &prog)
+            _blas_single_end(blas_old)
             restore_fpenv(fpenv)
         # Between segments the GIL is held: a Ctrl-C stops training after the current batch,
         # with parameters, optimizer state and the counts above all consistent.
@@ -502,4 +734,92 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
             status = INTERRUPTED
     if penalty_out is not None:
         penalty_out[0] = r.penalty_sum
-    return loss_sum, weight_sum, updates, status
+    return prog.loss_sum, prog.weight_sum, prog.updates, status
+
+
+# ---------------------------------------------------------------------------------------------
+# Test hooks for the vector kernels, so their accuracy claims are tested directly.
+# ---------------------------------------------------------------------------------------------
+
+cpdef void _sigmoid_rows(floating[:, ::1] z, const floating[::1] b=None):
+    """z[i, j] <- sigmoid(z[i, j] + b[j]) in place (b None: no bias): the kernel of _vmath.h."""
+    if b is not None and b.shape[0] != z.shape[1]:
+        raise ValueError(f"b has {b.shape[0]} entries, z {z.shape[1]} columns")
+    if z.shape[0] == 0 or z.shape[1] == 0:
+        return
+    with nogil:
+        sigmoid_rows(&z[0, 0], &b[0] if b is not None else NULL, z.shape[0], z.shape[1])
+
+
+cpdef void _exp_nonpositive(floating[::1] x):
+    """x <- exp(x) in place for x <= 0: the polynomial exp of _vmath.h (2 ulp claimed)."""
+    cdef Py_ssize_t i
+    for i in range(x.shape[0]):
+        if not x[i] <= 0:
+            raise ValueError(f"x[{i}] = {x[i]} is not <= 0")
+    with nogil:
+        for i in range(x.shape[0]):
+            if floating is float:
+                x[i] = expf_nonpositive(x[i])
+            else:
+                x[i] = exp_nonpositive(x[i])
+
+
+cpdef void _gram_block(const floating[:, ::1] a, floating[:, ::1] out):
+    """out[i, j] = <a_i, a_j> for j <= i (the Gram block of blocked per-sample SGD); the
+    strict upper triangle of out is left as it was."""
+    cdef int n = a.shape[0], k = a.shape[1]
+    if out.shape[0] != n or out.shape[1] != n:
+        raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected ({n}, {n})")
+    if n == 0 or k == 0:
+        raise ValueError("the Gram block needs at least one row and one column")
+    with nogil:
+        gram_lower(n, k, &a[0, 0], k, &out[0, 0], n)
+
+
+def _update_floor(Network network, floating[::1] theta, floating[::1] state1,
+                  floating[::1] state2, str rule, Py_ssize_t steps, double learning_rate=1e-3,
+                  double beta1=0.9, double beta2=0.999, double epsilon=1e-8):
+    """Benchmark hook: only the per-sample update's arithmetic, ``steps`` times.
+
+    Each step updates every weight row and bias of theta (and the rule's state) with the
+    kernels per-sample training uses (update_row: the rank-1 gradient a_i d formed on the
+    fly, a fixed here), with no forward pass and no backpropagation: the floor that the
+    divide unit and memory set for per-sample Adam or momentum.
+    """
+    cdef const Net* net = &network.net
+    cdef UpdateRule r
+    cdef UpdateCoefficients c
+    cdef Py_ssize_t step, l, i, fan_in, fan_out, off, width = max(network.sizes)
+    cdef floating* s1
+    cdef floating* s2
+    if rule not in UPDATE_RULES or rule == "sgd":
+        raise ValueError(f"rule must be one of 'momentum', 'nesterov', 'adam', got {rule!r}")
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    n = network.n_params
+    if theta.shape[0] != n or state1.shape[0] != n or state2.shape[0] != n:
+        raise ValueError(f"theta, state1 and state2 must have {n} entries")
+    d_np = np.full(width, 1e-3, dtype=np.float32 if floating is float else np.float64)
+    cdef floating[::1] d = d_np
+    r.kind = UPDATE_RULES[rule]
+    r.lr = learning_rate
+    r.momentum = 0.9
+    r.beta1 = beta1
+    r.beta2 = beta2
+    r.epsilon = epsilon
+    r.t = 0
+    s1 = &state1[0]
+    s2 = &state2[0]
+    with nogil:
+        for step in range(steps):
+            c = next_step(&r)
+            for l in range(net.n_layers):
+                fan_in = net.sizes[l]
+                fan_out = net.sizes[l + 1]
+                off = net.b_off[l]
+                update_row(&theta[off], &d[0], 1, 0, s1 + off, s2 + off, fan_out, &c)
+                for i in range(fan_in):
+                    off = net.w_off[l] + i * fan_out
+                    update_row(&theta[off], &d[0], <floating> 0.5, 0, s1 + off, s2 + off,
+                               fan_out, &c)

@@ -28,7 +28,15 @@ static inline void mlpcore_restore_fpenv(unsigned int old)
 {
     _mm_setcsr(old);
 }
+
+/* The calling thread's mode, to be set in the engine's worker threads for their share of a
+ * pass (they compute in exactly the caller's floating-point environment). */
+static inline unsigned int mlpcore_get_fpenv(void)
+{
+    return _mm_getcsr();
+}
 #else
+static inline unsigned int mlpcore_get_fpenv(void) { return 0; }
 static inline unsigned int mlpcore_flush_subnormals(void) { return 0; }
 static inline void mlpcore_restore_fpenv(unsigned int old) { (void)old; }
 #endif

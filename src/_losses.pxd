@@ -97,3 +97,22 @@ cdef inline double output_delta(floating* delta, const floating* a, const floati
         sample_delta(delta + i * k, a + i * k, y + i * k, k, output, loss, w)
     weight_sum[0] = wsum
     return total
+
+
+cdef inline void output_delta_rows(floating* delta, const floating* a, const floating* y,
+                                   const floating* sw, Py_ssize_t n, Py_ssize_t k, int output,
+                                   int loss, double eps, double* row_loss) noexcept nogil:
+    """Fill delta_L for n samples and store w_i l_i of each in row_loss (0 when w_i = 0).
+
+    The rows of a parallel pass are split among threads; summing row_loss afterwards in row
+    order gives output_delta's total bit for bit, whatever the split.
+    """
+    cdef Py_ssize_t i
+    cdef floating w = 1
+    for i in range(n):
+        if sw != NULL:
+            w = sw[i]
+        row_loss[i] = 0
+        if w != 0:
+            row_loss[i] = w * sample_loss(a + i * k, y + i * k, k, output, loss, eps)
+        sample_delta(delta + i * k, a + i * k, y + i * k, k, output, loss, w)

@@ -2,14 +2,20 @@
 # and the exact blocked form of per-sample SGD that runs a large first layer at level-3 BLAS
 # speed.
 from cython cimport floating
+from cython.parallel cimport prange
 from libc.math cimport isfinite
 from libc.string cimport memcpy
 
 from _blas cimport gemm, gram_lower
 from _activations cimport activate, derivative
 from _losses cimport sample_delta, sample_loss
-from _updates cimport UpdateCoefficients, update_row
-from _network cimport Net, UpdateRule, DONE, DIVERGED, gather_rows, l2_penalty, next_step
+from _updates cimport UpdateCoefficients, UpdateRule, next_step, update_row
+from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, gather_rows,
+                       l2_penalty, split_range, get_fpenv, restore_fpenv, tuner_pick,
+                       tuner_record, now_seconds)
+
+cdef extern from "_blasctl.h" nogil:
+    int blas_get_threads "mlpcore_blas_get_threads" ()
 
 
 cdef inline void add_rows(floating* z, const floating* W, const floating* a, Py_ssize_t fan_in,
@@ -110,23 +116,31 @@ cdef inline void sample_backprop_update(const Net* net, floating* theta, const f
                        z_next if xn != 0 else NULL, xn)
 
 
-cdef inline int run_samples(const Net* net, floating* theta, const floating* X,
-                            const floating* Y, const floating* sw, const Py_ssize_t* order,
-                            Py_ssize_t n_samples, floating** acts, floating** deltas,
-                            UpdateRule* rule, floating* s1, floating* s2, double eps,
-                            Py_ssize_t* position, Py_ssize_t sample_budget, double* loss_sum,
-                            double* weight_sum, Py_ssize_t* updates) noexcept nogil:
+cdef inline int run_samples(const Net* net, floating* theta, const Data* data,
+                            const Buffers* buf, UpdateRule* rule, Progress* prog) noexcept nogil:
     """Per-sample training (batch size 1), the same contract as ``run_batches``.
 
     With one sample of weight w the batch-normalised gradient is w x delta / w: the weight
     cancels except in the L2 term alpha/w, and a zero-weight sample is skipped.
     """
     cdef Py_ssize_t d = net.sizes[0], k = net.sizes[net.n_layers], start, row
-    cdef Py_ssize_t stop = min(position[0] + sample_budget, n_samples)
+    cdef Py_ssize_t stop = min(prog.position + prog.budget, data.n)
     cdef Py_ssize_t ready_row = -1
+    cdef const floating* X = <const floating*> data.X
+    cdef const floating* Y = <const floating*> data.Y
+    cdef const floating* sw = <const floating*> data.sw
+    cdef const Py_ssize_t* order = data.order
+    cdef floating** acts = <floating**> buf.acts
+    cdef floating** deltas = <floating**> buf.deltas
+    cdef floating* s1 = <floating*> rule.s1
+    cdef floating* s2 = <floating*> rule.s2
+    cdef double eps = prog.eps
+    cdef int usable, threads, p
+    cdef double t0 = 0
+    cdef unsigned int fpenv
     cdef floating w
     cdef double loss, penalty
-    for start in range(position[0], stop):
+    for start in range(prog.position, stop):
         row = order[start] if order != NULL else start
         w = sw[row] if sw != NULL else 1
         if w == 0:
@@ -139,7 +153,7 @@ cdef inline int run_samples(const Net* net, floating* theta, const floating* X,
             rule.penalty_sum += penalty
             loss += penalty
         if not isfinite(loss):
-            position[0] = start
+            prog.position = start
             return DIVERGED
         sample_delta(deltas[net.n_layers - 1], acts[net.n_layers - 1], Y + row * k, k,
                      net.output, net.loss, <floating> 1)
@@ -150,21 +164,61 @@ cdef inline int run_samples(const Net* net, floating* theta, const floating* X,
         sample_backprop_update(net, theta, X + row * d, acts, deltas, rule, s1, s2,
                                <floating> (rule.alpha / w), 0,
                                X + ready_row * d if ready_row >= 0 else NULL)
-        loss_sum[0] += loss
-        weight_sum[0] += w
-        updates[0] += 1
-    position[0] = stop
+        prog.loss_sum += loss
+        prog.weight_sum += w
+        prog.updates += 1
+    prog.position = stop
     return DONE
 
 
-cdef inline int run_samples_blocked(const Net* net, floating* theta, const floating* X,
-                                    const floating* Y, const floating* sw, const Py_ssize_t* order,
-                                    Py_ssize_t n_samples, floating** acts, floating** deltas,
-                                    floating* xb, floating* zb, floating* gb, floating* ub,
-                                    Py_ssize_t block, UpdateRule* rule, double eps,
-                                    Py_ssize_t* position, Py_ssize_t sample_budget,
-                                    double* loss_sum, double* weight_sum,
-                                    Py_ssize_t* updates) noexcept nogil:
+cdef inline void block_products(const floating* xb, const floating* W0, floating* zb,
+                                floating* gb, Py_ssize_t kb, Py_ssize_t d, Py_ssize_t m,
+                                int t, int p, const Team* team,
+                                unsigned int caller_fpenv) noexcept nogil:
+    """Thread p's share of a block's products: rows of Z = X_blk W(0), split by samples at
+    multiples of team.align (each row as the unsplit gemm computes it), and, on the last
+    thread, the Gram matrix (one syrk, as on one thread)."""
+    cdef Py_ssize_t lo, hi
+    cdef unsigned int fpenv = get_fpenv()
+    restore_fpenv(caller_fpenv)
+    if team.blas_seen != NULL:
+        team.blas_seen[p] = blas_get_threads()
+    split_range(kb, t, team.align, p, &lo, &hi)
+    if hi > lo:
+        gemm(False, False, hi - lo, m, d, 1, xb + lo * d, d, W0, m, 0, zb + lo * m, m)
+    if p == t - 1:
+        gram_lower(kb, d, xb, d, gb, kb)
+    restore_fpenv(fpenv)
+
+
+cdef inline void block_update(const floating* xb, floating* W0, const floating* ub,
+                              Py_ssize_t done, Py_ssize_t d, Py_ssize_t m, floating alpha,
+                              floating beta, int t, int p, const Team* team,
+                              unsigned int caller_fpenv) noexcept nogil:
+    """Thread p's rows of the block's first-layer update W <- beta W + alpha X^T U (rows
+    split at multiples of team.align: each entry as the unsplit gemm computes it)."""
+    cdef Py_ssize_t i0, i1
+    cdef unsigned int fpenv = get_fpenv()
+    restore_fpenv(caller_fpenv)
+    split_range(d, t, team.align, p, &i0, &i1)
+    if i1 > i0:
+        gemm(True, False, i1 - i0, m, done, alpha, xb + i0, d, ub, m, beta, W0 + i0 * m, m)
+    restore_fpenv(fpenv)
+
+
+cdef inline int block_threads(const Team* team, Py_ssize_t kb, Py_ssize_t d,
+                              Py_ssize_t m) noexcept nogil:
+    """Threads worth splitting a block's products among (3 kb d m multiply-adds)."""
+    cdef int t = team.n_threads
+    cdef double macs = 3.0 * kb * d * m
+    while t > 1 and (macs < t * team.min_macs or kb < t * team.align):
+        t -= 1
+    return t
+
+
+cdef inline int run_samples_blocked(const Net* net, floating* theta, const Data* data,
+                                    const Buffers* buf, UpdateRule* rule, const Team* team,
+                                    Progress* prog) noexcept nogil:
     """Exact per-sample SGD whose first layer runs at level-3 BLAS speed.
 
     Per-sample SGD changes W = W_1 by W(t+1) = c_t W(t) - lr x_t^T delta_t, with
@@ -183,8 +237,19 @@ cdef inline int run_samples_blocked(const Net* net, floating* theta, const float
     + lr^2 ||x_t||^2 ||delta_t||^2.
     """
     cdef Py_ssize_t d = net.sizes[0], m = net.sizes[1], k = net.sizes[net.n_layers]
-    cdef Py_ssize_t start = position[0], stop = min(position[0] + sample_budget, n_samples)
-    cdef Py_ssize_t kb, t, i, j, row, done
+    cdef Py_ssize_t start = prog.position, stop = min(prog.position + prog.budget, data.n)
+    cdef Py_ssize_t kb, t, i, j, row, done, block = buf.gram_block
+    cdef const floating* X = <const floating*> data.X
+    cdef const floating* Y = <const floating*> data.Y
+    cdef const floating* sw = <const floating*> data.sw
+    cdef const Py_ssize_t* order = data.order
+    cdef floating** acts = <floating**> buf.acts
+    cdef floating** deltas = <floating**> buf.deltas
+    cdef floating* xb = <floating*> buf.x_buf
+    cdef floating* zb = <floating*> buf.gram_z
+    cdef floating* gb = <floating*> buf.gram_g
+    cdef floating* ub = <floating*> buf.gram_u
+    cdef double eps = prog.eps
     cdef floating lr = <floating> rule.lr
     cdef floating* W0 = theta + net.w_off[0]
     cdef floating* b0 = theta + net.b_off[0]
@@ -201,8 +266,20 @@ cdef inline int run_samples_blocked(const Net* net, floating* theta, const float
             memcpy(xb, X + start * d, kb * d * sizeof(floating))
         else:
             gather_rows(xb, X, order + start, kb, d)
-        gemm(False, False, kb, m, d, 1, xb, d, W0, m, 0, zb, m)    # x_t W(0) for every t
-        gram_lower(kb, d, xb, d, gb, kb)                          # x_t . x_i, i <= t
+        # The block's products (its samples' x_t W(0) and Gram entries x_t . x_i, i <= t),
+        # and at its end the update of W: on one thread, or split among the team's (the
+        # samples themselves always run in order on this thread).
+        usable = block_threads(team, kb, d, m)
+        threads = tuner_pick(team.tuner, usable)
+        if usable > 1:
+            t0 = now_seconds()
+        if threads > 1:
+            fpenv = get_fpenv()
+            for p in prange(threads, num_threads=threads, schedule='static', chunksize=1):
+                block_products(xb, W0, zb, gb, kb, d, m, threads, p, team, fpenv)
+        else:
+            gemm(False, False, kb, m, d, 1, xb, d, W0, m, 0, zb, m)    # x_t W(0) for every t
+            gram_lower(kb, d, xb, d, gb, kb)                          # x_t . x_i, i <= t
         scale = 1
         if rule.alpha != 0:
             penalty = l2_penalty(net, theta, 0) - l2_penalty(net, theta, 1)
@@ -260,14 +337,21 @@ cdef inline int run_samples_blocked(const Net* net, floating* theta, const float
             else:
                 for j in range(m):
                     u[j] = d0[j] / scale
-            loss_sum[0] += loss
-            weight_sum[0] += w
-            updates[0] += 1
+            prog.loss_sum += loss
+            prog.weight_sum += w
+            prog.updates += 1
         if done > 0:
-            gemm(True, False, d, m, done, -lr * scale, xb, d, ub, m, scale, W0, m)
+            if threads > 1:
+                for p in prange(threads, num_threads=threads, schedule='static', chunksize=1):
+                    block_update(xb, W0, ub, done, d, m, -lr * scale, scale, threads, p, team,
+                                 fpenv)
+            else:
+                gemm(True, False, d, m, done, -lr * scale, xb, d, ub, m, scale, W0, m)
+        if usable > 1 and status == DONE:
+            tuner_record(team.tuner, threads, usable, now_seconds() - t0, kb)
         if status != DONE:
-            position[0] = start + done
+            prog.position = start + done
             return status
         start += kb
-    position[0] = stop
+    prog.position = stop
     return DONE

@@ -7,6 +7,7 @@
 #   adam:      m <- b1 m + (1 - b1) g;  s <- b2 s + (1 - b2) g^2;
 #              theta <- theta - lr_t m / (sqrt(s) + eps),  lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)
 from cython cimport floating
+from libc.math cimport pow, sqrt
 
 cdef extern from "_vupdate.h" nogil:
     # Vectorised kernels, one per rule and dtype; see _vupdate.h. The row kernels also take
@@ -66,6 +67,42 @@ cdef struct UpdateCoefficients:
     double one_minus_beta1
     double one_minus_beta2
     double epsilon
+
+
+cdef struct UpdateRule:
+    # A rule's constants and its state across steps: what one fit's updates share.
+    int kind
+    double lr
+    double alpha        # L2 penalty: J += alpha / 2 * sum ||W_l||^2 / sum_i w_i
+    double momentum
+    double beta1
+    double beta2
+    double epsilon
+    long long t         # Adam: updates taken so far
+    double penalty_sum  # sum over batches of the L2 term alpha/2 sum ||W||^2 in their loss
+    void* s1            # velocity (momentum, Nesterov) or Adam's m; NULL for SGD
+    void* s2            # Adam's s; NULL otherwise
+
+
+cdef inline UpdateCoefficients next_step(UpdateRule* rule) noexcept nogil:
+    """The scalars of the rule's next update; for Adam, advances t and bias-corrects the rate.
+
+    lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t), as scikit-learn's AdamOptimizer computes it.
+    """
+    cdef UpdateCoefficients c
+    c.kind = rule.kind
+    c.lr = rule.lr
+    c.momentum = rule.momentum
+    c.beta1 = rule.beta1
+    c.beta2 = rule.beta2
+    c.one_minus_beta1 = 1 - rule.beta1
+    c.one_minus_beta2 = 1 - rule.beta2
+    c.epsilon = rule.epsilon
+    if rule.kind == ADAM:
+        rule.t += 1
+        c.lr = (rule.lr * sqrt(1 - pow(rule.beta2, <double> rule.t))
+                / (1 - pow(rule.beta1, <double> rule.t)))
+    return c
 
 
 cdef inline void sgd_step(floating* theta, const floating* g, Py_ssize_t n,

@@ -5,7 +5,10 @@
  * vectorises: x = k ln2 + r with |r| <= ln2/2, exp(r) by its Taylor polynomial (degree 13
  * in double, 7 in float: truncation error below half an ulp), and 2^k put straight into the
  * exponent bits. The result is within 2 ulp of the correctly rounded value; below -708
- * (double) or -87 (float), where exp(x) is subnormal or underflows, it is 0.
+ * (double) or -87 (float), where exp(x) is subnormal or underflows, it is 0. The sigmoid
+ * built on it is within 3 ulp (one rounding more for 1 + e, one for the quotient).
+ * tests/test_engine_kernels.py checks both through the engine's hooks (_exp_nonpositive,
+ * _sigmoid_rows).
  *
  * target_clones builds AVX-512, AVX2+FMA (x86-64-v4, v3) and baseline versions of each
  * function and picks one at load time, so the wheel stays portable.

@@ -43,7 +43,7 @@ def test_bench_smoke_runs_and_writes_json(tmp_path):
     ops = {(r["impl"], r["op"]) for r in result["micro"]}
     for op in ("forward", "backprop", "update", "sgd step"):
         assert ("mlpcore", op) in ops and ("numpy", op) in ops
-    assert {r["rule"] for r in result["adam"]} == {"sgd", "adam"}
+    assert {r["rule"] for r in result["adam"]} == {"sgd", "adam", "adam floor"}
 
     assert result["check"] and all(r["ok"] for r in result["check"])
     assert all("error" not in r and r["fit_extra_bytes"] >= 0 for r in result["memory"])

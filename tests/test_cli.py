@@ -615,16 +615,15 @@ def test_n_threads_too_large_is_a_clear_error_in_the_library_and_the_command():
 
 
 def test_threads_help_agrees_with_fit_docstring(cli):
-    from mlpcore._threads import SINGLE_THREAD_BELOW_MACS
+    from mlpcore import _engine
+    from mlpcore._threads import DEFAULT_THREADS_HELP
 
     help_text = " ".join(cli("train", "--help").stdout.split())
-    millions = round(SINGLE_THREAD_BELOW_MACS / 1e6)
-    phrase = f"1 when one matrix product of the widest layer is small, under about {millions} " \
-             "million multiply-adds"
+    phrase = " ".join(DEFAULT_THREADS_HELP.split())
     assert phrase in help_text
-    doc = " ".join(mlpcore.fit.__doc__.split())
-    assert f"under about {millions} million multiply-adds" in doc
-    assert "64 rows" not in help_text
+    assert phrase in " ".join(mlpcore.fit.__doc__.split())
+    assert f"about {_engine.PARALLEL_MIN_MACS:,} multiply-adds per pass" in phrase
+    assert "BLAS's own default" not in help_text and "64 rows" not in help_text
 
 
 def test_digits_divergence_does_not_suggest_scale(cli):

@@ -14,6 +14,7 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import mlpcore
+from mlpcore import _engine
 
 RNG = np.random.default_rng(7)
 X = RNG.normal(size=(3000, 20))
@@ -148,11 +149,15 @@ def test_overlapping_fits_restore_the_blas_thread_count():
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_n_threads_limits_blas_during_the_fit(n_threads):
+def test_n_threads_goes_to_the_engine_and_blas_stays_single_threaded(n_threads):
+    # n_threads is all of the engine's parallelism: its own threads, each calling BLAS on one
+    # thread, so BLAS is held at 1 for the fit whatever n_threads is.
     seen = []
     mlpcore.fit(X, Y, hidden=(8,), epochs=2, batch_size=256, n_threads=n_threads, seed=0,
-                callback=lambda epoch, model, logs: seen.append(blas_thread_counts()))
-    assert seen == [[n_threads]] * 2
+                callback=lambda epoch, model, logs: seen.append(
+                    (blas_thread_counts(), _engine.get_num_threads())))
+    assert seen == [([1], n_threads)] * 2
+    assert _engine.get_num_threads() == 1  # restored after the fit
 
 
 def test_threadpoolctl_limits_around_fit_are_respected():

@@ -7,7 +7,7 @@ import textwrap
 from mlpcore._base import DEFAULT_BATCH_SIZE, HIDDEN_ACTIVATIONS, LOSSES, OUTPUT_ACTIVATIONS
 from mlpcore._cli._errors import EXIT_USAGE, PROG
 from mlpcore._optimizers import OPTIMIZERS, Momentum, default_learning_rate
-from mlpcore._threads import MAX_THREADS, SINGLE_THREAD_BELOW_MACS
+from mlpcore._threads import DEFAULT_THREADS_HELP, MAX_THREADS
 
 
 class Parser(argparse.ArgumentParser):
@@ -159,12 +159,8 @@ def _default_rates():
 
 
 def _threads_help():
-    """--threads' help, in the words of fit's docstring and from the same constant."""
-    macs = SINGLE_THREAD_BELOW_MACS / 1e6
-    return ("BLAS threads while training (default: 1 when one matrix product of the widest "
-            f"layer is small, under about {macs:.0f} million multiply-adds (batch rows x "
-            "inputs x outputs), where a second thread only adds synchronisation; BLAS's own "
-            "default otherwise); 1 is often faster on a busy machine")
+    """--threads' help: fit's docstring's sentence (``_threads.DEFAULT_THREADS_HELP``)."""
+    return DEFAULT_THREADS_HELP.replace("%", "%%")
 
 
 def add_fit_options(parser, defaults):

@@ -1,0 +1,298 @@
+"""The engine's parallel passes: the same weights for any thread count, the NumPy reference's
+results, one BLAS thread inside the parallel regions, the default thread policy.
+
+Passes are split among threads only when each gets enough work; the fixture below lowers
+those limits (``_engine._set_parallel_limits``) and turns the speed tuner off
+(``_engine._set_tuning``), so that small networks take the parallel path on every pass and
+the tests say something about it. ``last_region_blas_threads`` reports which engine threads
+ran in the last parallel region, so each test also checks that the parallel path ran.
+"""
+
+import numpy as np
+import pytest
+from scipy.linalg import blas
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import mlpcore
+import reference as ref
+from mlpcore import _engine
+from mlpcore._threads import available_cpus, default_threads
+
+pytestmark = pytest.mark.skipif(not _engine.OPENMP, reason="engine built without OpenMP")
+
+HIDDEN = ["sigmoid", "tanh", "relu", "identity"]
+OUTPUT_LOSS = [("softmax", "cross_entropy"), ("sigmoid", "cross_entropy"),
+               ("softmax", "mse"), ("sigmoid", "mse"), ("identity", "mse")]
+
+
+@pytest.fixture
+def parallel():
+    """Every pass of more than a few rows runs split, on the thread count a test sets.
+
+    BLAS is held at one thread, as mlpcore._threads holds it during a fit: the one-thread
+    runs are then the engine's sequential path with single-threaded BLAS (OpenBLAS's own
+    threads split a product differently, which can change float32 results in the last bit).
+    """
+    _engine._set_parallel_limits(min_macs=1, split_min_weights=1)
+    _engine._set_tuning(False)
+    _engine._record_region_blas_threads(True)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        _engine._set_parallel_limits()
+        _engine._set_tuning(True)
+        _engine._record_region_blas_threads(False)
+        _engine.set_num_threads(1)
+
+
+def problem(sizes, n, dtype, output="softmax", seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, sizes[0])).astype(dtype)
+    k = sizes[-1]
+    if output == "softmax":
+        Y = np.eye(k, dtype=dtype)[rng.integers(0, k, n)]
+    elif output == "sigmoid":
+        Y = (rng.random((n, k)) < 0.5).astype(dtype)
+    else:
+        Y = rng.normal(size=(n, k)).astype(dtype)
+    Ws = [rng.normal(scale=1 / np.sqrt(a), size=(a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [rng.normal(scale=0.1, size=b) for b in sizes[1:]]
+    return X, Y, Ws, bs
+
+
+def network(sizes, hidden="sigmoid", output="softmax", loss="cross_entropy"):
+    return _engine.Network(sizes, _engine.HIDDEN_ACTIVATIONS[hidden],
+                           _engine.OUTPUT_ACTIVATIONS[output], _engine.LOSSES[loss])
+
+
+def theta_of(net, Ws, bs, dtype):
+    theta = np.empty(net.n_params, dtype=dtype)
+    for (w, b), W, bias in zip(net.layer_slices(), Ws, bs):
+        theta[w] = W.ravel()
+        theta[b] = bias
+    return theta
+
+
+def split(net, theta, sizes):
+    Ws = [theta[w].reshape(a, b) for (w, _), a, b in zip(net.layer_slices(), sizes[:-1],
+                                                          sizes[1:])]
+    return Ws, [theta[b] for _, b in net.layer_slices()]
+
+
+def train(threads, sizes, n, batch, dtype, rule="sgd", epochs=2, sw=False, alpha=0.0,
+          hidden="sigmoid", shuffle=True):
+    """theta, losses and the engine threads that ran, after `epochs` epochs on `threads`."""
+    X, Y, Ws, bs = problem(sizes, n, dtype)
+    net = network(sizes, hidden)
+    theta = theta_of(net, Ws, bs, dtype)
+    s1, s2 = np.zeros_like(theta), np.zeros_like(theta)
+    weights = np.random.default_rng(5).random(n).astype(dtype) if sw else None
+    ws = _engine.Workspace(net, min(batch, _engine.CHUNK_ROWS), dtype)
+    _engine.set_num_threads(threads)
+    results, ran = [], set()
+    try:
+        for epoch in range(epochs):
+            order = np.random.default_rng(epoch).permutation(n) if shuffle else None
+            results.append(_engine.train_epoch(net, ws, theta, X, Y, weights, order, batch,
+                                               rule, 0.05, alpha=alpha, momentum=0.9,
+                                               state1=s1, state2=s2, t=10 * epoch))
+            ran.add(len(_engine.last_region_blas_threads()))
+    finally:
+        _engine.set_num_threads(1)
+    return theta, results, ran
+
+
+CASES = [
+    # sizes, N, batch, dtype, rule: fused SGD steps, gradient + update rules, a last short
+    # batch, several chunks per batch (full batch over CHUNK_ROWS rows), a deeper network.
+    ((30, 24, 5), 500, 64, np.float32, "sgd"),
+    ((30, 24, 5), 500, 64, np.float64, "sgd"),
+    ((30, 24, 5), 530, 100, np.float64, "adam"),
+    ((30, 24, 5), 530, 100, np.float32, "momentum"),
+    ((12, 16, 3), _engine.CHUNK_ROWS + 1000, None, np.float64, "nesterov"),
+    ((12, 16, 3), _engine.CHUNK_ROWS + 1000, None, np.float32, "sgd"),
+    ((20, 24, 16, 4), 400, 50, np.float32, "adam"),
+    # Per-sample SGD on a large first layer (blocked: the block's products are split).
+    ((200, 100, 5), 160, 1, np.float64, "sgd"),
+    ((200, 100, 5), 160, 1, np.float32, "sgd"),
+]
+
+
+def test_blas_computes_each_row_of_a_product_independently_of_the_split():
+    """What bit-identical weights across thread counts rest on: a product's rows, computed
+    in blocks starting at multiples of ROW_ALIGN, equal the unsplit product's rows."""
+    rng = np.random.default_rng(0)
+    with threadpool_limits(1, user_api="blas"):
+        for dtype, gemm in ((np.float32, blas.sgemm), (np.float64, blas.dgemm)):
+            align = _engine.ROW_ALIGN[np.dtype(dtype)]
+            A = rng.normal(size=(5 * align + 3, 100)).astype(dtype)
+            B = rng.normal(size=(100, 40)).astype(dtype)
+            whole = gemm(1.0, B.T, A.T).T  # row-major A B, as the engine's wrapper calls it
+            blocks = np.vstack([gemm(1.0, B.T, A[i:i + 2 * align].T).T
+                                for i in range(0, len(A), 2 * align)])
+            assert np.array_equal(whole, blocks), dtype
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c}")
+@pytest.mark.parametrize("options", [{}, {"sw": True, "alpha": 1e-3}], ids=["plain", "sw+L2"])
+def test_weights_are_bit_identical_for_any_thread_count(parallel, case, options):
+    sizes, n, batch, dtype, rule = case
+    batch = batch or n
+    theta1, results1, ran1 = train(1, sizes, n, batch, dtype, rule, **options)
+    assert ran1 == {0}  # one thread: no parallel region
+    for threads in (2, 3):
+        theta, results, ran = train(threads, sizes, n, batch, dtype, rule, **options)
+        if batch == 1:  # a block of GRAM_BLOCK samples: each thread needs ROW_ALIGN of them
+            threads = min(threads, _engine.GRAM_BLOCK // _engine.ROW_ALIGN[np.dtype(dtype)])
+        assert ran == {threads}, "the passes did not run on every thread"
+        assert np.array_equal(theta, theta1), threads
+        assert results == results1  # losses, weight sums, update counts, statuses
+
+
+def test_same_seed_and_thread_count_give_identical_weights(parallel):
+    first = train(2, (30, 24, 5), 500, 32, np.float64, "adam", epochs=3)[0]
+    again = train(2, (30, 24, 5), 500, 32, np.float64, "adam", epochs=3)[0]
+    assert np.array_equal(first, again)
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+@pytest.mark.parametrize("output_loss", OUTPUT_LOSS, ids=lambda o: "+".join(o))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_parallel_gradient_matches_reference(parallel, hidden, output_loss, dtype):
+    output, loss = output_loss
+    sizes = (9, 14, 7, 3)
+    X, Y, Ws, bs = problem(sizes, 300, dtype, output)
+    sw = np.random.default_rng(3).random(300).astype(dtype)
+    net = network(sizes, hidden, output, loss)
+    theta = theta_of(net, Ws, bs, dtype)
+    grad = np.empty_like(theta)
+    _engine.set_num_threads(2)
+    value = _engine.loss_gradient(net, theta, X, Y, sw, 0.01, grad)
+    assert _engine.last_region_blas_threads() == [1, 1]
+    Ws64, bs64 = [W.astype(np.float64) for W in Ws], [b.astype(np.float64) for b in bs]
+    args = (Ws64, bs64, X.astype(np.float64), Y.astype(np.float64), hidden, output, loss,
+            sw.astype(np.float64), 0.01)
+    tol = 1e-10 if dtype == np.float64 else 2e-4
+    assert value == pytest.approx(ref.loss(*args), rel=tol)
+    dWs, dbs = ref.gradients(*args)
+    gW, gb = split(net, grad, sizes)
+    for got, want in zip(gW + gb, dWs + dbs):
+        assert np.abs(got - want).max() <= tol * max(np.abs(want).max(), 1e-3)
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+@pytest.mark.parametrize("output_loss", OUTPUT_LOSS, ids=lambda o: "+".join(o))
+def test_parallel_epoch_matches_reference(parallel, hidden, output_loss):
+    output, loss = output_loss
+    sizes = (9, 14, 3)
+    X, Y, Ws, bs = problem(sizes, 260, np.float64, output)
+    net = network(sizes, hidden, output, loss)
+    theta = theta_of(net, Ws, bs, np.float64)
+    order = np.random.default_rng(1).permutation(260)
+    ws = _engine.Workspace(net, 40, np.float64)
+    _engine.set_num_threads(2)
+    loss_sum, weight_sum, updates, status = _engine.train_epoch(
+        net, ws, theta, X, Y, None, order, 40, "sgd", 0.1)
+    assert _engine.last_region_blas_threads() == [1, 1]
+    want_W, want_b, want_loss = ref.train_epoch(Ws, bs, X, Y, hidden, output, loss, 40, 0.1,
+                                                order=order, return_loss=True)
+    gW, gb = split(net, theta, sizes)
+    for got, want in zip(gW + gb, want_W + want_b):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    assert (status, updates) == (_engine.EPOCH_DONE, 7)
+    assert loss_sum / weight_sum == pytest.approx(want_loss, rel=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_parallel_forward_matches_one_thread_exactly(parallel, dtype):
+    sizes = (11, 20, 4)
+    X, _, Ws, bs = problem(sizes, 1000, dtype)
+    net = network(sizes)
+    theta = theta_of(net, Ws, bs, dtype)
+    one, two = np.empty((1000, 4), dtype), np.empty((1000, 4), dtype)
+    _engine.forward(net, theta, X, one)
+    _engine.set_num_threads(2)
+    _engine.forward(net, theta, X, two)
+    assert _engine.last_region_blas_threads() == [1, 1]
+    assert np.array_equal(one, two)
+    want = ref.forward([W.astype(np.float64) for W in Ws], [b.astype(np.float64) for b in bs],
+                       X.astype(np.float64), "sigmoid", "softmax")[-1]
+    np.testing.assert_allclose(two, want, rtol=1e-10 if dtype == np.float64 else 1e-4,
+                               atol=1e-12 if dtype == np.float64 else 1e-6)
+
+
+def scipy_blas_threads():
+    return [lib["num_threads"] for lib in threadpool_info()
+            if lib["user_api"] == "blas" and "scipy" in lib["filepath"]
+            and "numpy" not in lib["filepath"]]
+
+
+@pytest.mark.skipif(not _engine.BLAS_THREADS_CONTROLLABLE,
+                    reason="the BLAS thread count cannot be read from the engine")
+def test_blas_is_single_threaded_inside_the_parallel_region_even_if_set_higher(parallel):
+    # Called directly (no mlpcore._threads policy around it), with BLAS at 2 threads: the
+    # engine itself drops BLAS to one thread for its parallel segment and restores it.
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert _engine.blas_num_threads() == 2
+        train(2, (30, 24, 5), 300, 64, np.float64, epochs=1)
+        assert _engine.last_region_blas_threads() == [1, 1]
+        assert _engine.blas_num_threads() == 2
+
+
+def test_fit_with_n_threads_runs_the_engine_on_them_with_single_threaded_blas(parallel):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 10))
+    y = (X[:, 0] > 0).astype(int)
+    before = scipy_blas_threads()
+    model = mlpcore.fit(X, y, hidden=(16,), epochs=2, batch_size=64, n_threads=2, seed=0)
+    assert _engine.last_region_blas_threads() == [1, 1]
+    assert scipy_blas_threads() == before
+    _engine._record_region_blas_threads(False)
+    serial = mlpcore.fit(X, y, hidden=(16,), epochs=2, batch_size=64, n_threads=1, seed=0)
+    for a, b in zip(model.weights + model.biases, serial.weights + serial.biases):
+        assert np.array_equal(a, b)
+
+
+def test_tuner_measures_both_options_and_keeps_the_faster():
+    # With the default limits, on the real tuner: a problem big enough to split.
+    sizes = (200, 128, 10)
+    X, Y, Ws, bs = problem(sizes, 4000, np.float64)
+    net = network(sizes)
+    theta = theta_of(net, Ws, bs, np.float64)
+    ws = _engine.Workspace(net, 128, np.float64)
+    _engine.set_num_threads(2)
+    try:
+        for _ in range(2):
+            _engine.train_epoch(net, ws, theta, X, Y, None, None, 128, "sgd", 0.01)
+    finally:
+        _engine.set_num_threads(1)
+    state = _engine._tuner_state(ws)
+    # One thread is measured first (4 passes); the team at least for a warm-up pass and one
+    # measured pass (more unless it measured 3x slower than one thread).
+    assert state["passes_team"] >= 2 and state["passes_one"] >= 4
+    assert state["rate_team"] > 0 and state["rate_one"] > 0
+    # The team is kept only while clearly faster (margin: a close call prefers one thread).
+    # (In the middle of a try of the other option the choice is updated when the try ends.)
+    faster = "team" if state["rate_team"] < state["margin"] * state["rate_one"] else "one"
+    assert state["choice"] == faster or state["trying"]
+
+
+def test_default_threads_policy():
+    cpus = available_cpus()
+    assert default_threads(1, (20, 16, 2)) == 1         # per-sample, small: one thread
+    # Per-sample on a large first layer: blocked SGD splits each block's products.
+    assert default_threads(1, (784, 128, 10)) == min(cpus, 4)
+    assert default_threads(32, (2, 16, 2)) == 1         # far too little work to split
+    assert default_threads(256, (784, 128, 10)) == min(cpus, _engine.MAX_THREADS)
+    # Capped by the pass: each thread needs PARALLEL_MIN_MACS multiply-adds.
+    macs = 3 * 64 * (20 * 64 + 64 * 2)
+    assert default_threads(64, (20, 64, 2)) == min(cpus, max(1, macs // _engine.PARALLEL_MIN_MACS))
+
+
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (_engine.MAX_THREADS + 1, ValueError),
+                                        (1.5, TypeError), (True, TypeError), ("2", TypeError)])
+def test_set_num_threads_refuses_bad_counts(bad, error):
+    with pytest.raises(error):
+        _engine.set_num_threads(bad)
+    assert _engine.get_num_threads() == 1
