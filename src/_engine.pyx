@@ -189,7 +189,7 @@ cdef class Workspace:
     cdef void* gram_g     # gram_block x gram_block: X_blk X_blk^T
     cdef void* gram_u     # gram_block x M_1: the scaled first-layer deltas
 
-    def __cinit__(self, Network network, Py_ssize_t rows, dtype):
+    def __cinit__(self, Network network not None, Py_ssize_t rows, dtype):
         cdef Py_ssize_t l, itemsize, n_layers = network.net.n_layers
         cdef Py_ssize_t* sizes = network.net.sizes
         self.dtype = np.dtype(dtype)
@@ -339,7 +339,7 @@ def _set_parallel_limits(min_macs=PARALLEL_MIN_MACS, split_min_weights=SPLIT_MIN
     _split_min_weights = split_min_weights
 
 
-def _tuner_state(Workspace workspace):
+def _tuner_state(Workspace workspace not None):
     """Diagnostics: the workspace's tuner (seconds per row of each option, passes, choice)."""
     cdef Tuner* tu = &workspace.tuner
     return dict(rate_one=tu.rate[0], rate_team=tu.rate[1], passes_one=tu.count[0],
@@ -408,8 +408,8 @@ cdef _check_shapes(Network network, Py_ssize_t theta_len, Py_ssize_t n, Py_ssize
         raise ValueError(f"sample_weight has {sw_len} entries, X {n} rows")
 
 
-def forward(Network network, const floating[::1] theta, const floating[:, ::1] X,
-            floating[:, ::1] out):
+def forward(Network network not None, const floating[::1] theta not None, const floating[:, ::1] X not None,
+            floating[:, ::1] out not None):
     """Output activations a_L of the network for every row of X, written into ``out``.
 
     Parameters
@@ -485,9 +485,9 @@ cdef inline void _forward_block(const Net* net, const floating* theta, const flo
         restore_fpenv(fpenv)
 
 
-def loss_gradient(Network network, const floating[::1] theta, const floating[:, ::1] X,
-                  const floating[:, ::1] Y, const floating[::1] sample_weight,
-                  double alpha, floating[::1] grad, Workspace workspace=None):
+def loss_gradient(Network network not None, const floating[::1] theta not None, const floating[:, ::1] X not None,
+                  const floating[:, ::1] Y not None, const floating[::1] sample_weight,
+                  double alpha, floating[::1] grad not None, Workspace workspace=None):
     """Loss J and its gradient over all rows of (X, Y), at parameters theta.
 
     J = sum_i w_i l_i / sum_i w_i + alpha/2 * sum_l ||W_l||^2 / sum_i w_i, with w_i = 1 when
@@ -541,9 +541,9 @@ def loss_gradient(Network network, const floating[::1] theta, const floating[:, 
     return total
 
 
-def evaluate(Network network, const floating[::1] theta, const floating[:, ::1] X,
-             const floating[:, ::1] Y, const floating[::1] sample_weight, double alpha,
-             floating[:, ::1] out):
+def evaluate(Network network not None, const floating[::1] theta not None, const floating[:, ::1] X not None,
+             const floating[:, ::1] Y not None, const floating[::1] sample_weight, double alpha,
+             floating[:, ::1] out not None):
     """Loss J over all rows of (X, Y), and the output activations a_L written into ``out``.
 
     J is defined as in :func:`loss_gradient`; no gradient is formed, so this costs one
@@ -578,15 +578,15 @@ def evaluate(Network network, const floating[::1] theta, const floating[:, ::1] 
     return total
 
 
-def penalty(Network network, const floating[::1] theta):
+def penalty(Network network not None, const floating[::1] theta not None):
     """sum_l ||W_l||^2 over the weight matrices (biases excluded)."""
     if theta.shape[0] != network.n_params:
         raise ValueError(f"theta has {theta.shape[0]} entries, the network {network.n_params}")
     return l2_penalty(&network.net, &theta[0])
 
 
-def train_epoch(Network network, Workspace workspace, floating[::1] theta,
-                const floating[:, ::1] X, const floating[:, ::1] Y,
+def train_epoch(Network network not None, Workspace workspace not None, floating[::1] theta not None,
+                const floating[:, ::1] X not None, const floating[:, ::1] Y not None,
                 const floating[::1] sample_weight, const Py_ssize_t[::1] order,
                 Py_ssize_t batch_size, str rule, double learning_rate, double alpha=0.0,
                 double momentum=0.0, double beta1=0.9, double beta2=0.999,
@@ -652,6 +652,8 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
     cdef int blas_old
     _check_shapes(network, theta.shape[0], X.shape[0], X.shape[1], Y.shape[0], Y.shape[1],
                   -1 if sample_weight is None else sample_weight.shape[0])
+    if penalty_out is not None and penalty_out.shape[0] < 1:
+        raise ValueError("penalty_out must have room for one value, got an empty array")
     if rule not in UPDATE_RULES:
         raise ValueError(f"unknown update rule {rule!r}; valid: {sorted(UPDATE_RULES)}")
     if n == 0:
@@ -733,7 +735,7 @@ def train_epoch(Network network, Workspace workspace, floating[::1] theta,
         except KeyboardInterrupt:
             status = INTERRUPTED
     if penalty_out is not None:
-        penalty_out[0] = r.penalty_sum
+        penalty_out[0] = r.penalty_sum  # its length was checked before training
     return prog.loss_sum, prog.weight_sum, prog.updates, status
 
 
@@ -777,7 +779,7 @@ cpdef void _gram_block(const floating[:, ::1] a, floating[:, ::1] out):
         gram_lower(n, k, &a[0, 0], k, &out[0, 0], n)
 
 
-def _update_floor(Network network, floating[::1] theta, floating[::1] state1,
+def _update_floor(Network network not None, floating[::1] theta not None, floating[::1] state1,
                   floating[::1] state2, str rule, Py_ssize_t steps, double learning_rate=1e-3,
                   double beta1=0.9, double beta2=0.999, double epsilon=1e-8):
     """Benchmark hook: only the per-sample update's arithmetic, ``steps`` times.

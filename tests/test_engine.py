@@ -59,3 +59,50 @@ def test_training_leaves_subnormals_to_python_and_flushes_them_inside():
     tiny = np.float64(np.finfo(np.float64).tiny)
     assert tiny * np.float64(0.5) != 0  # Python-side arithmetic still has subnormals
     assert np.float32(np.finfo(np.float32).tiny) * np.float32(0.5) != 0
+
+
+NONE_ARGUMENTS = """
+import numpy as np, mlpcore
+from mlpcore import _engine
+X = np.random.default_rng(0).normal(size=(10, 3)); y = (X[:, 0] > 0).astype(int)
+m = mlpcore.fit(X, y, hidden=(2,), epochs=1)
+net, th, Y = m._network, m._theta, np.eye(2)[y]
+out, g = np.empty((10, 2)), np.empty_like(th)
+ws = _engine.Workspace(net, 10, np.float64)
+calls = [
+    lambda: _engine.forward(None, th, X, out), lambda: _engine.forward(net, None, X, out),
+    lambda: _engine.forward(net, th, None, out), lambda: _engine.forward(net, th, X, None),
+    lambda: _engine.evaluate(None, th, X, Y, None, 0.0, out),
+    lambda: _engine.evaluate(net, th, X, None, None, 0.0, out),
+    lambda: _engine.loss_gradient(None, th, X, Y, None, 0.0, g),
+    lambda: _engine.loss_gradient(net, th, X, Y, None, 0.0, None),
+    lambda: _engine.train_epoch(None, ws, th, X, Y, None, None, 2, "sgd", 0.1),
+    lambda: _engine.train_epoch(net, None, th, X, Y, None, None, 2, "sgd", 0.1),
+    lambda: _engine.train_epoch(net, ws, None, X, Y, None, None, 2, "sgd", 0.1),
+    lambda: _engine.Workspace(None, 10, np.float64),
+    lambda: _engine.penalty(None, th),
+]
+for call in calls:
+    try:
+        call()
+    except TypeError:
+        print("refused")
+try:
+    _engine.train_epoch(net, ws, th.copy(), X, Y, None, None, 2, "sgd", 0.1,
+                        penalty_out=np.empty(0))
+except ValueError as exc:
+    print("refused", exc)
+"""
+
+
+def test_the_engine_refuses_none_and_a_short_penalty_out_instead_of_crashing():
+    # In a subprocess: before these checks, each call was a segmentation fault.
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", NONE_ARGUMENTS], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    lines = proc.stdout.splitlines()
+    assert lines.count("refused") == 13, proc.stdout
+    assert lines[-1] == "refused penalty_out must have room for one value, got an empty array"
