@@ -234,7 +234,9 @@ class MLP:
     def _encode(self, Y, n_samples, name="Y"):
         """Y as the engine's target matrix, refused if the output or loss cannot take it."""
         Ym = self.targets.encode(Y, self.dtype, n_samples, name)
-        check_targets(Ym, self.output, self.loss_name, name)
+        if self.targets.task == "regression" or self.targets.multilabel:
+            # Values used as given (labels and one-hot rows are valid by construction).
+            check_targets(Ym, self.output, self.loss_name, name)
         return Ym
 
     def _inputs(self, X, name="X", matched=False):

@@ -80,7 +80,7 @@ class Scaling(NamedTuple):
         return W / self.scale[:, None], b - (self.shift / self.scale) @ W
 
 
-def scale_spread(X, max_rows=1000):
+def scale_spread(X, max_rows=256):
     """The ratio of the largest to the smallest non-zero column standard deviation of X,
     estimated on at most ``max_rows`` evenly spaced rows (cheap next to a training epoch)."""
     rows = X[::max(1, len(X) // max_rows)]
