@@ -1,0 +1,315 @@
+"""mlpcore.dask: training over a Dask cluster gives the single-machine result.
+
+The module starts one ``LocalCluster(n_workers=2, threads_per_worker=1, processes=True)``
+shared by its tests and closes it at the end. The exact ways (full-batch gradient descent
+with every update rule, L-BFGS) are compared with ``mlpcore.fit`` on the gathered data, and
+with themselves on another worker count and another partitioning, in the way PyTorch's DDP
+tests compare with a full-batch base model.
+"""
+
+import os
+import pickle
+import signal
+import time
+
+import numpy as np
+import pytest
+
+dask = pytest.importorskip("dask")
+distributed = pytest.importorskip("distributed")
+import dask.array as da  # noqa: E402
+import dask.dataframe as dd  # noqa: E402
+import pandas as pd  # noqa: E402
+
+import mlpcore  # noqa: E402
+import mlpcore.dask  # noqa: E402
+
+RULES = ["sgd", "momentum", "nesterov", "adam"]
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    c = distributed.Client(cluster, timeout=60)
+    try:
+        yield c
+    finally:
+        c.close(timeout=30)
+        cluster.close(timeout=30)
+
+
+def data(n=500, d=6, seed=0, classes=3):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (classes > 2) * (X[:, 2] > 0.8)
+    return X, y
+
+
+def dask_xy(X, y, rows, cols=None):
+    return (da.from_array(X, chunks=(rows, cols or X.shape[1])), da.from_array(y, chunks=rows))
+
+
+# -- exact ways -------------------------------------------------------------------------------
+@pytest.mark.parametrize("rule", RULES)
+def test_full_batch_gd_equals_single_machine_fit_float64(client, rule):
+    X, y = data()
+    sw = np.random.default_rng(1).uniform(0.5, 2, len(y))
+    kw = dict(hidden=(8,), optimizer=rule, batch_size=None, epochs=20, seed=2, alpha=0.01,
+              learning_rate=0.05 if rule == "adam" else 0.5, sample_weight=sw)
+    ref = mlpcore.fit(X, y, **kw)
+    Xd, yd = dask_xy(X, y, 130, 4)  # 4 row partitions; column chunks merged
+    kw["sample_weight"] = da.from_array(sw, chunks=130)
+    model = mlpcore.dask.fit(Xd, yd, client=client, **kw)
+    assert isinstance(model, mlpcore.MLP)
+    np.testing.assert_allclose(model._theta, ref._theta, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(model.history["loss"], ref.history["loss"], rtol=1e-10)
+    for a, b in zip(model.optimizer.state, ref.optimizer.state):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+    assert model.optimizer.t == ref.optimizer.t == 20
+    assert model.samples_seen == ref.samples_seen
+
+
+def test_lbfgs_equals_single_machine_fit_float64(client):
+    X, y = data(seed=3)
+    kw = dict(hidden=(6,), optimizer="lbfgs", epochs=40, seed=4, alpha=0.05)
+    ref = mlpcore.fit(X, y, **kw)
+    model = mlpcore.dask.fit(*dask_xy(X, y, 97), client=client, **kw)
+    assert len(model.history["loss"]) == len(ref.history["loss"])
+    np.testing.assert_allclose(model._theta, ref._theta, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(model.history["loss"], ref.history["loss"], rtol=1e-10)
+    assert model.training_result.stop_reason == ref.training_result.stop_reason
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_float32_within_float32_rounding(client, optimizer):
+    X, y = data(seed=5)
+    kw = dict(hidden=(8,), optimizer=optimizer, epochs=10, seed=6, dtype="float32")
+    if optimizer != "lbfgs":
+        kw.update(batch_size=None, learning_rate=0.01)
+    ref = mlpcore.fit(X, y, **kw)
+    model = mlpcore.dask.fit(*dask_xy(X.astype(np.float32), y, 120), client=client, **kw)
+    assert model.dtype == np.float32
+    np.testing.assert_allclose(model._theta, ref._theta, rtol=0, atol=5e-5)
+    np.testing.assert_allclose(model.history["loss"], ref.history["loss"], rtol=1e-5)
+
+
+def test_same_result_with_one_and_two_workers_and_other_partitionings(client):
+    X, y = data(seed=7)
+    kw = dict(hidden=(5,), optimizer="lbfgs", epochs=15, seed=8)
+    two = mlpcore.dask.fit(*dask_xy(X, y, 100), client=client, **kw)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as one_client:
+        one = mlpcore.dask.fit(*dask_xy(X, y, 100), client=one_client, **kw)
+    # Same partitions: the same sums in the same order, whichever worker computed them.
+    np.testing.assert_array_equal(one._theta, two._theta)
+    for rows in (500, 37, 251):
+        other = mlpcore.dask.fit(*dask_xy(X, y, rows), client=client, **kw)
+        np.testing.assert_allclose(other._theta, two._theta, rtol=0, atol=1e-10)
+
+
+def test_scaling_class_weight_and_validation_data_as_on_one_machine(client):
+    X, y = data(seed=9)
+    X[:, 1] *= 100.0
+    Xv, yv = data(n=120, seed=10)
+    kw = dict(hidden=(6,), optimizer="momentum", batch_size=None, epochs=8, seed=11,
+              scale="standard", class_weight="balanced")
+    ref = mlpcore.fit(X, y, validation_data=(Xv, yv), **kw)
+    model = mlpcore.dask.fit(*dask_xy(X, y, 140), client=client,
+                             validation_data=dask_xy(Xv, yv, 60), **kw)
+    np.testing.assert_allclose(model.scaling.shift, ref.scaling.shift, rtol=1e-12)
+    np.testing.assert_allclose(model.scaling.scale, ref.scaling.scale, rtol=1e-12)
+    np.testing.assert_allclose(model._theta, ref._theta, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(model.history["val_loss"], ref.history["val_loss"], rtol=1e-10)
+    assert model.history["val_score"] == ref.history["val_score"]
+
+
+def test_early_stopping_holds_out_rows_within_partitions(client):
+    X, y = data(n=800, seed=12)
+    model = mlpcore.dask.fit(*dask_xy(X, y, 200), client=client, hidden=(6,),
+                             batch_size=None, optimizer="adam", learning_rate=0.05,
+                             epochs=300, seed=13, early_stopping=True, n_iter_no_change=5,
+                             tol=1e-3)
+    assert len(model.history["val_loss"]) == len(model.history["loss"]) < 300
+    assert model.training_result.stop_reason == "plateau"
+    # 10 % of every partition's 200 rows held out: 720 training rows per epoch.
+    assert model.samples_seen == 720 * len(model.history["loss"])
+
+
+# -- the model returned, DataFrames, prediction -------------------------------------------
+def test_dataframe_input_keeps_feature_names_and_predicts_block_by_block(client):
+    X, y = data(seed=14)
+    cols = [f"f{i}" for i in range(X.shape[1])]
+    frame = pd.DataFrame(X, columns=cols).assign(label=np.array(["a", "b", "c"])[y])
+    ddf = dd.from_pandas(frame, npartitions=3)
+    kw = dict(hidden=(6,), optimizer="lbfgs", epochs=12, seed=15)
+    model = mlpcore.dask.fit(ddf, "label", client=client, **kw)
+    ref = mlpcore.fit(frame[cols], frame["label"], **kw)
+    assert model.feature_names == cols
+    assert model.classes.tolist() == ["a", "b", "c"]
+    np.testing.assert_allclose(model._theta, ref._theta, rtol=0, atol=1e-10)
+    # Series Y with the same partitions: the same model.
+    same = mlpcore.dask.fit(ddf[cols], ddf["label"], client=client, **kw)
+    np.testing.assert_array_equal(same._theta, model._theta)
+    # Columns matched by name when predicting (reordered frame).
+    features = ddf[cols[::-1]]
+    labels = mlpcore.dask.predict(model, features)
+    assert isinstance(labels, da.Array)
+    np.testing.assert_array_equal(labels.compute(), ref.predict(frame[cols]))
+    proba = mlpcore.dask.predict_proba(model, da.from_array(X, chunks=(100, 6)))
+    assert proba.shape == (len(X), 3)
+    np.testing.assert_allclose(proba.compute(), ref.predict_proba(frame[cols]), rtol=1e-12)
+    acc = mlpcore.dask.score(model, ddf[cols], ddf["label"], client=client)
+    assert acc == pytest.approx(ref.score(frame[cols], frame["label"]), abs=1e-12)
+
+
+def test_regression_score_and_lazy_predict(client):
+    rng = np.random.default_rng(16)
+    X = rng.normal(size=(400, 4))
+    Y = np.c_[X[:, 0] - 2 * X[:, 1], np.sin(X[:, 2])]
+    model = mlpcore.dask.fit(da.from_array(X, chunks=(90, 4)), da.from_array(Y, chunks=(90, 2)),
+                             client=client, hidden=(8,), activation="tanh", optimizer="lbfgs",
+                             epochs=30, seed=17)
+    assert model.targets.task == "regression"
+    pred = mlpcore.dask.predict(model, da.from_array(X, chunks=(90, 4)))
+    assert pred.shape == (400, 2)
+    np.testing.assert_allclose(pred.compute(), model.predict(X), rtol=1e-12)
+    r2 = mlpcore.dask.score(model, da.from_array(X, chunks=(90, 4)),
+                            da.from_array(Y, chunks=(90, 2)), client=client)
+    assert r2 == pytest.approx(model.score(X, Y), abs=1e-9)
+    assert r2 > 0.5
+
+
+def test_model_pickles_and_saves_as_an_ordinary_model(client, tmp_path):
+    X, y = data(seed=18)
+    model = mlpcore.dask.fit(*dask_xy(X, y, 150), client=client, hidden=(4,),
+                             optimizer="lbfgs", epochs=5, seed=19)
+    copy = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(copy.predict(X), model.predict(X))
+    model.save(tmp_path / "m.npz")
+    loaded = mlpcore.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(loaded.forward(X), model.forward(X))
+
+
+def test_persist_false_reads_partitions_at_every_pass_with_the_same_result(client):
+    X, y = data(seed=20)
+    kw = dict(hidden=(5,), optimizer="sgd", batch_size=None, epochs=6, seed=21)
+    kept = mlpcore.dask.fit(*dask_xy(X, y, 125), client=client, **kw)
+    reread = mlpcore.dask.fit(*dask_xy(X, y, 125), client=client, persist=False, **kw)
+    np.testing.assert_array_equal(kept._theta, reread._theta)
+
+
+# -- stochastic ways ------------------------------------------------------------------------
+@pytest.mark.parametrize("rule,sync_every", [("sgd", 1), ("adam", 1), ("momentum", 2)])
+def test_one_partition_model_averaging_is_exactly_single_machine_fit(client, rule, sync_every):
+    X, y = data(seed=22)
+    kw = dict(hidden=(6,), optimizer=rule, batch_size=32, epochs=5, seed=23)
+    ref = mlpcore.fit(X, y, **kw)
+    model = mlpcore.dask.fit(*dask_xy(X, y, len(X)), client=client, sync_every=sync_every,
+                             **kw)
+    np.testing.assert_array_equal(model._theta, ref._theta)
+    assert model.history["loss"] == ref.history["loss"]
+    assert model.optimizer.t == ref.optimizer.t
+    for a, b in zip(model.optimizer.state, ref.optimizer.state):
+        np.testing.assert_array_equal(a, b)
+    # The random stream went on as on one machine: training further agrees too.
+    assert model._rng.bit_generator.state == ref._rng.bit_generator.state
+
+
+@pytest.mark.parametrize("sync_every", [1, 0.5, 3])
+def test_model_averaging_over_partitions_learns_like_one_machine(client, sync_every):
+    X, y = data(n=1200, seed=24, classes=2)
+    Xt, yt = data(n=600, seed=25, classes=2)
+    kw = dict(hidden=(10,), optimizer="adam", learning_rate=0.01, batch_size=32, epochs=20,
+              seed=26)
+    ref = mlpcore.fit(X, y, **kw)
+    model = mlpcore.dask.fit(*dask_xy(X, y, 300), client=client, sync_every=sync_every, **kw)
+    assert len(model.history["loss"]) == 20
+    assert model.history["loss"][-1] < 0.5 * model.history["loss"][0]
+    # Held-out accuracy within 1.5 points of one machine after the same epochs.
+    assert abs(model.score(Xt, yt) - ref.score(Xt, yt)) <= 0.015
+    assert not np.array_equal(model._theta, ref._theta)  # it is averaging, not one chain
+
+
+def test_sync_every_refused_when_not_a_whole_number_of_epochs_or_an_inverse(client):
+    X, y = data()
+    with pytest.raises(ValueError, match="sync_every"):
+        mlpcore.dask.fit(*dask_xy(X, y, 250), client=client, batch_size=32, epochs=1,
+                         sync_every=1.5)
+    with pytest.raises(ValueError, match="sync_every"):
+        mlpcore.dask.fit(*dask_xy(X, y, 250), client=client, batch_size=32, epochs=1,
+                         sync_every=0)
+
+
+# -- bad input ---------------------------------------------------------------------------------
+def test_bad_input_gets_a_clear_error(client):
+    X, y = data()
+    Xd = da.from_array(X, chunks=(100, 6))
+    with pytest.raises(ValueError, match=r"Y's row partitions .* do not line up"):
+        mlpcore.dask.fit(Xd, da.from_array(y, chunks=120), client=client, epochs=1)
+    with pytest.raises(ValueError, match="sample_weight's row partitions"):
+        mlpcore.dask.fit(Xd, da.from_array(y, chunks=100), client=client, epochs=1,
+                         sample_weight=da.ones(len(y), chunks=50))
+    with pytest.raises(ValueError, match="unknown chunk sizes.*compute_chunk_sizes"):
+        mlpcore.dask.fit(Xd[Xd[:, 0] > 0], y, client=client, epochs=1)
+    frame = dd.from_pandas(pd.DataFrame(X, columns=list("abcdef")), npartitions=2)
+    with pytest.raises(ValueError, match="target column 'label' is not in X"):
+        mlpcore.dask.fit(frame, "label", client=client, epochs=1)
+    with pytest.raises(TypeError, match="X must be a dask array or a dask DataFrame"):
+        mlpcore.dask.fit(X, y, client=client, epochs=1)
+    with pytest.raises(ValueError, match="Y has 400 rows, X 500"):
+        mlpcore.dask.fit(Xd, y[:400], client=client, epochs=1)
+    with pytest.raises(ValueError, match="sample_weight must have a positive sum"):
+        mlpcore.dask.fit(Xd, y, client=client, epochs=1, batch_size=None,
+                         sample_weight=np.zeros(len(y)))
+
+
+# -- files ---------------------------------------------------------------------------------------
+def test_parquet_and_zarr_inputs(client, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    pytest.importorskip("pyarrow")
+    X, y = data(seed=27)
+    cols = [f"x{i}" for i in range(X.shape[1])]
+    frame = pd.DataFrame(X, columns=cols).assign(label=y)
+    for i, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
+        frame.iloc[part].to_parquet(tmp_path / f"part{i}.parquet")
+    kw = dict(hidden=(5,), optimizer="lbfgs", epochs=10, seed=28)
+    ref = mlpcore.fit(frame[cols], frame["label"], **kw)
+    ddf = dd.read_parquet(str(tmp_path / "*.parquet"))
+    from_parquet = mlpcore.dask.fit(ddf, "label", client=client, **kw)
+    np.testing.assert_allclose(from_parquet._theta, ref._theta, rtol=0, atol=1e-10)
+    assert from_parquet.feature_names == cols
+
+    store = str(tmp_path / "x.zarr")
+    da.from_array(X, chunks=(128, 6)).to_zarr(store)
+    Xz = da.from_zarr(store)
+    assert Xz.numblocks[0] == 4
+    from_zarr = mlpcore.dask.fit(Xz, y, client=client, **kw)
+    ref_plain = mlpcore.fit(X, y, **kw)
+    np.testing.assert_allclose(from_zarr._theta, ref_plain._theta, rtol=0, atol=1e-10)
+    assert zarr is not None
+
+
+# -- faults -----------------------------------------------------------------------------------
+def test_a_worker_killed_mid_fit_does_not_stop_training_and_changes_nothing(client):
+    X, y = data(n=2000, seed=29)
+    kw = dict(hidden=(8,), optimizer="adam", learning_rate=0.02, batch_size=None,
+              epochs=12, seed=30)
+    clean = mlpcore.dask.fit(*dask_xy(X, y, 250), client=client, **kw)
+    killed = []
+
+    def kill_a_worker(epoch, model, logs):
+        if epoch == 4 and not killed:
+            pids = client.run(os.getpid)
+            victim = sorted(pids.values())[0]
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+            time.sleep(0.5)  # let the next iteration find the worker gone
+
+    faulty = mlpcore.dask.fit(*dask_xy(X, y, 250), client=client, callback=kill_a_worker, **kw)
+    assert killed
+    assert len(faulty.history["loss"]) == 12
+    np.testing.assert_array_equal(faulty._theta, clean._theta)
+    assert faulty.history["loss"] == clean.history["loss"]
+    client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
