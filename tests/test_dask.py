@@ -10,6 +10,7 @@ tests compare with a full-batch base model.
 import os
 import pickle
 import signal
+import threading
 import time
 
 import numpy as np
@@ -30,7 +31,7 @@ RULES = ["sgd", "momentum", "nesterov", "adam"]
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       dashboard_address=":0")
     c = distributed.Client(cluster, timeout=60)
     try:
         yield c
@@ -99,14 +100,67 @@ def test_same_result_with_one_and_two_workers_and_other_partitionings(client):
     kw = dict(hidden=(5,), optimizer="lbfgs", epochs=15, seed=8)
     two = mlpcore.dask.fit(*dask_xy(X, y, 100), client=client, **kw)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=":0") as cluster, \
             distributed.Client(cluster, set_as_default=False) as one_client:
         one = mlpcore.dask.fit(*dask_xy(X, y, 100), client=one_client, **kw)
     # Same partitions: the same sums in the same order, whichever worker computed them.
     np.testing.assert_array_equal(one._theta, two._theta)
-    for rows in (500, 37, 251):
+    for rows in (500, 37, 251, (100, 0, 400)):  # an empty partition too
         other = mlpcore.dask.fit(*dask_xy(X, y, rows), client=client, **kw)
         np.testing.assert_allclose(other._theta, two._theta, rtol=0, atol=1e-10)
+
+
+def test_divergence_is_handled_as_on_one_machine(client):
+    rng = np.random.default_rng(31)
+    X = rng.normal(size=(300, 3)) * 10
+    y = X @ [1.0, -2.0, 3.0]
+    kw = dict(hidden=(4,), activation="relu", batch_size=None, learning_rate=10.0, epochs=30,
+              seed=32)
+    with pytest.warns(mlpcore.TrainingDivergedWarning) as ref_warnings:
+        ref = mlpcore.fit(X, y, **kw)
+    with pytest.warns(mlpcore.TrainingDivergedWarning) as warnings:
+        model = mlpcore.dask.fit(*dask_xy(X, y, 80), client=client, **kw)
+    assert str(warnings[0].message) == str(ref_warnings[0].message)
+    assert model.training_result.stop_reason == "diverged"
+    assert len(model.history["loss"]) == len(ref.history["loss"]) < 30
+    np.testing.assert_allclose(model._theta, ref._theta, rtol=1e-10)
+    assert np.isfinite(model._theta).all()
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "lbfgs"])
+def test_ctrl_c_keeps_the_last_completed_iteration(client, optimizer):
+    X, y = data(n=3000, seed=33)
+    kw = dict(hidden=(16,), optimizer=optimizer, seed=34)
+    if optimizer != "lbfgs":
+        kw.update(batch_size=None)
+
+    def interrupt_soon(epoch, model, logs):
+        if epoch == 3:  # SIGINT a moment later, most likely inside the next iteration
+            threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    with pytest.warns(mlpcore.TrainingInterruptedWarning):
+        model = mlpcore.dask.fit(*dask_xy(X, y, 750), client=client, epochs=40,
+                                 callback=interrupt_soon, **kw)
+    done = len(model.history["loss"])
+    assert 3 <= done < 40
+    assert model.training_result.stop_reason == "interrupted"
+    # The parameters are those of the iterations the history records.
+    ref = mlpcore.fit(X, y, epochs=done, **kw)
+    np.testing.assert_allclose(model._theta, ref._theta, rtol=0, atol=1e-10)
+    assert model.optimizer.t == ref.optimizer.t == done
+    # Nothing was left running on the cluster.
+    assert not any(client.processing().values())
+
+
+def test_verbose_reports_compute_communication_and_bytes(client, capsys):
+    X, y = data(seed=35)
+    mlpcore.dask.fit(*dask_xy(X, y, 125), client=client, hidden=(5,), batch_size=None,
+                     epochs=2, verbose=True)
+    out = capsys.readouterr().out
+    assert "epoch 1/2" in out and "epoch 2/2" in out
+    n_params = (6 + 1) * 5 + (5 + 1) * 3
+    assert f"{4 * n_params * 8 / 1e6:.2f} MB sent" in out
+    assert "communication and scheduling" in out
 
 
 def test_scaling_class_weight_and_validation_data_as_on_one_machine(client):
@@ -292,10 +346,12 @@ def test_parquet_and_zarr_inputs(client, tmp_path):
 
 
 # -- faults -----------------------------------------------------------------------------------
-def test_a_worker_killed_mid_fit_does_not_stop_training_and_changes_nothing(client):
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_a_worker_killed_mid_fit_does_not_stop_training_and_changes_nothing(client, optimizer):
     X, y = data(n=2000, seed=29)
-    kw = dict(hidden=(8,), optimizer="adam", learning_rate=0.02, batch_size=None,
-              epochs=12, seed=30)
+    kw = dict(hidden=(8,), optimizer=optimizer, epochs=12, seed=30, tol=0.0)
+    if optimizer != "lbfgs":
+        kw.update(learning_rate=0.02, batch_size=None)
     clean = mlpcore.dask.fit(*dask_xy(X, y, 250), client=client, **kw)
     killed = []
 

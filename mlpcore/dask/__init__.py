@@ -46,7 +46,7 @@ def _client(client):
         return get_client(), False
     except ValueError:
         cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1,
-                               processes=True, dashboard_address=None)
+                               processes=True, dashboard_address=":0")
         return Client(cluster), True
 
 

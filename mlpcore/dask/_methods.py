@@ -61,13 +61,29 @@ from mlpcore._training import Step
 FAN_IN = 8
 
 
+_WORKSPACES = {}  # per worker process: engine work buffers by (layer sizes, dtype)
+
+
+def _workspace(network, rows, dtype):
+    """Work buffers for ``rows`` rows, kept between the tasks a worker runs."""
+    rows = min(max(rows, 1), _engine.CHUNK_ROWS)
+    key = (network.sizes, np.dtype(dtype).name, rows == 1)  # one row: the blocked SGD buffers
+    ws = _WORKSPACES.get(key)
+    if ws is None or ws.rows < rows:
+        if len(_WORKSPACES) > 8:
+            _WORKSPACES.clear()
+        ws = _WORKSPACES[key] = _engine.Workspace(network, rows, dtype)
+    return ws
+
+
 def _limit(n_threads, rows, sizes):
     return blas_threads(n_threads or 1, min(max(rows, 1), _engine.CHUNK_ROWS), sizes)
 
 
 # -- tasks run on the workers -----------------------------------------------------------------
 def part_loss_gradient(part, theta, network, n_threads):
-    """(S_p, G_p, W_p, seconds): the partition's weighted loss and gradient sums at theta.
+    """(S_p, G_p, W_p, seconds, seconds): the partition's weighted loss and gradient sums
+    at theta, and its compute time (summed, and the slowest, by :func:`add`).
 
     G_p is float64 (the engine's gradient in theta's dtype, times W_p).
     """
@@ -75,11 +91,14 @@ def part_loss_gradient(part, theta, network, n_threads):
     X, Y, sw = part
     W = float(len(X) if sw is None else np.sum(sw, dtype=np.float64))
     if len(X) == 0 or not W > 0:
-        return 0.0, np.zeros(len(theta)), 0.0, time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        return 0.0, np.zeros(len(theta)), 0.0, elapsed, elapsed
     grad = np.empty_like(theta)
     with _limit(n_threads, len(X), network.sizes):
-        J = _engine.loss_gradient(network, theta, X, Y, sw, 0.0, grad)
-    return J * W, grad.astype(np.float64) * W, W, time.perf_counter() - started
+        J = _engine.loss_gradient(network, theta, X, Y, sw, 0.0, grad,
+                                  _workspace(network, len(X), theta.dtype))
+    elapsed = time.perf_counter() - started
+    return J * W, grad.astype(np.float64) * W, W, elapsed, elapsed
 
 
 def part_loss(part, theta, network, n_threads):
@@ -99,7 +118,7 @@ def add(*results):
     total = list(results[0])
     for r in results[1:]:
         for k, v in enumerate(r):
-            total[k] = total[k] + v if k < 3 else max(total[k], v)  # seconds: the slowest
+            total[k] = total[k] + v if k < 4 else max(total[k], v)  # the slowest partition
     return tuple(total)
 
 
@@ -126,7 +145,8 @@ class Cluster:
         self.rows, self.weights = rows, weights
         self.bytes_sent = 0      # per the last reduction: parameters to the tasks
         self.bytes_reduced = 0   # partition results moved by the reduction tree
-        self.compute_seconds = 0.0
+        self.compute_seconds = 0.0  # partition compute of the last reduction, summed
+        self.slowest_seconds = 0.0  # and that of its slowest partition
         self.wall_seconds = 0.0
         self._running = []
 
@@ -168,11 +188,11 @@ class Cluster:
         started = time.perf_counter()
         futures = self.tree(add, self.map(part_loss_gradient, theta, network, n_threads))
         results = self.gather(futures)
-        S, G, W, seconds = add(*results) if len(results) > 1 else results[0]
+        S, G, W, seconds, slowest = add(*results) if len(results) > 1 else results[0]
         self._running = []
         self.bytes_sent = len(self.parts) * theta.nbytes
         self.bytes_reduced = len(self.parts) * G.nbytes
-        self.compute_seconds = seconds
+        self.compute_seconds, self.slowest_seconds = seconds, slowest
         self.wall_seconds = time.perf_counter() - started
         return S, G, W
 
@@ -184,9 +204,17 @@ class Cluster:
         return add_losses(*results)
 
     def describe(self):
-        return (f"compute {self.compute_seconds:.3f}s, communication and scheduling "
-                f"{max(self.wall_seconds - self.compute_seconds, 0):.3f}s, "
-                f"{self.bytes_sent / 1e6:.2f} MB sent, {self.bytes_reduced / 1e6:.2f} MB reduced")
+        """One line on the last reduction: wall time; partition compute summed and the
+        slowest; the rest of the wall time beyond compute spread over the workers
+        (communication, scheduling, waiting); bytes of parameters sent and of partition
+        results reduced."""
+        workers = max(len(self.client.scheduler_info(n_workers=-1)["workers"]), 1)
+        rest = max(self.wall_seconds - self.compute_seconds / workers, 0)
+        return (f"wall {self.wall_seconds:.3f}s: partition compute {self.compute_seconds:.3f}s "
+                f"(slowest {self.slowest_seconds:.3f}s) on {workers} worker"
+                f"{'s' if workers > 1 else ''}, communication and scheduling about "
+                f"{rest:.3f}s; {self.bytes_sent / 1e6:.2f} MB sent, "
+                f"{self.bytes_reduced / 1e6:.2f} MB reduced")
 
 
 def _weight_mask(network):
@@ -383,7 +411,7 @@ def part_train(part, start, spec):
         return out
     batch = min(batch, len(Xs))
     network = spec["network"]
-    ws = _engine.Workspace(network, min(batch, _engine.CHUNK_ROWS), theta.dtype)
+    ws = _workspace(network, batch, theta.dtype)
     states = state + [None] * (2 - len(state))
     with _limit(spec["n_threads"], batch, network.sizes):
         loss_sum, weight_sum, updates, status = _engine.train_epoch(

@@ -1,0 +1,151 @@
+"""Per-iteration time of training over a Dask cluster, next to one process.
+
+    python bench/dask_fit.py                 # W1 shape (60,000 x 784, 784-128-10), 4 partitions
+    python bench/dask_fit.py --quick         # 12,000 rows: a minute
+    python bench/dask_fit.py --partitions 8 --iterations 8 --dtype float32
+
+Rows: L-BFGS and full-batch gradient descent (SGD rule) per iteration, and mini-batch model
+averaging (W2 shape, batch 256, one averaging per epoch) per epoch, for
+
+* ``mlpcore.fit(n_threads=1)`` in this process (the data gathered),
+* ``mlpcore.dask.fit`` on ``LocalCluster(n_workers=W, threads_per_worker=1)``, W = 1 and 2
+  (each task limits BLAS to one thread).
+
+The data are generated on the workers (``dask.array.random``: X uniform in [0, 1), random
+labels), so no array travels from the client. An iteration's time is the median gap
+between the driver's callbacks after the first (warm-up) one. It also measures the
+constants of the cost model in bench/README.md: Dask's overhead per task (a round of
+no-op tasks), the time to send and reduce a parameter vector, and the engine's time per
+row (from the single-process run). Markdown on stdout.
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+
+def _timed_callback(stamps):
+    def callback(epoch, model, logs):
+        stamps.append(time.perf_counter())
+    return callback
+
+
+def per_iteration(stamps):
+    gaps = np.diff(stamps)
+    return float(np.median(gaps[1:] if len(gaps) > 2 else gaps))
+
+
+def make_data(N, D, K, chunks, dtype, seed=0):
+    import dask.array as da
+
+    rs = da.random.default_rng(seed)
+    X = rs.random((N, D), chunks=(chunks, D)).astype(dtype)
+    y = rs.integers(0, K, size=N, chunks=chunks)
+    return X, y
+
+
+def overheads(client, n_params, dtype):
+    """(seconds per no-op task, seconds to submit a task carrying theta and gather a
+    gradient-sized result, per byte)."""
+    def noop(x):
+        return x
+
+    futures = client.map(noop, range(400), pure=False)
+    client.gather(futures)
+    started = time.perf_counter()
+    for _ in range(3):
+        client.gather(client.map(noop, range(400), pure=False))
+    per_task = (time.perf_counter() - started) / 1200
+    theta = np.zeros(n_params, dtype=dtype)
+
+    def echo(t):
+        return t.astype(np.float64)
+
+    client.gather(client.submit(echo, theta, pure=False))
+    started = time.perf_counter()
+    for _ in range(10):
+        client.gather(client.submit(echo, theta, pure=False))
+    roundtrip = (time.perf_counter() - started) / 10
+    return per_task, roundtrip
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--iterations", type=int, default=6)
+    parser.add_argument("--dtype", default="float64")
+    parser.add_argument("--skip-averaging", action="store_true")
+    args = parser.parse_args(argv)
+
+    from distributed import Client, LocalCluster
+
+    import mlpcore
+    import mlpcore.dask
+
+    N = 12_000 if args.quick else 60_000
+    D, hidden, K = 784, (128,), 10
+    chunks = -(-N // args.partitions)
+    n_params = (D + 1) * hidden[0] + (hidden[0] + 1) * K
+    rows = {}
+    consts = {}
+    common = dict(hidden=hidden, seed=1, dtype=args.dtype, output="softmax")
+    ways = {
+        "L-BFGS (per iteration)": dict(optimizer="lbfgs", epochs=args.iterations, tol=0.0),
+        "full-batch GD (per iteration)": dict(optimizer="sgd", batch_size=None,
+                                              learning_rate=0.01, epochs=args.iterations),
+    }
+    if not args.skip_averaging:
+        ways["averaging, batch 256 (per epoch)"] = dict(optimizer="sgd", batch_size=256,
+                                                        learning_rate=0.01, epochs=3)
+    for workers in (1, 2):
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                          dashboard_address=":0") as cluster, Client(cluster) as client:
+            X, y = make_data(N, D, K, chunks, args.dtype)
+            if workers == 1:
+                Xn, yn = client.compute([X, y], sync=True)
+                for name, kw in ways.items():
+                    stamps = []
+                    start = time.perf_counter()
+                    mlpcore.fit(Xn, yn, n_threads=1, callback=_timed_callback(stamps),
+                                **common, **kw)
+                    stamps.insert(0, start)
+                    rows.setdefault(name, {})["one process"] = per_iteration(stamps)
+                del Xn, yn
+                consts["task"], consts["roundtrip"] = overheads(client, n_params, args.dtype)
+            for name, kw in ways.items():
+                stamps = []
+                mlpcore.dask.fit(X, y, client=client, callback=_timed_callback(stamps),
+                                 **common, **kw)
+                rows[name][f"{workers} worker{'s' if workers > 1 else ''}"] = \
+                    per_iteration(stamps)
+    load = os.getloadavg()
+    print(f"# mlpcore.dask: time per iteration, {N:,} x {D} ({args.dtype}), 784-128-10, "
+          f"{args.partitions} partitions\n")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"load average at the end {load[0]:.2f} / {load[1]:.2f} (busy with other work: "
+          "the numbers are noisy); Python {}.{}".format(*sys.version_info[:2]))
+    print()
+    print("| way | one process (n_threads=1) | 1 worker | 2 workers | 1 worker / one process "
+          "| 1 worker / 2 workers |")
+    print("|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        one, w1, w2 = r["one process"], r["1 worker"], r["2 workers"]
+        print(f"| {name} | {one * 1e3:.0f} ms | {w1 * 1e3:.0f} ms | {w2 * 1e3:.0f} ms | "
+              f"{w1 / one:.2f} | {w1 / w2:.2f} |")
+    print()
+    gd = rows["full-batch GD (per iteration)"]["one process"]
+    print(f"cost-model constants: engine {gd / N * 1e6:.2f} us per row per loss-and-gradient "
+          f"(784-128-10, one thread); Dask {consts['task'] * 1e3:.2f} ms per task; "
+          f"a task carrying theta ({n_params * np.dtype(args.dtype).itemsize / 1e6:.2f} MB) "
+          f"and returning a gradient: {consts['roundtrip'] * 1e3:.1f} ms")
+    return rows, consts
+
+
+if __name__ == "__main__":
+    main()
