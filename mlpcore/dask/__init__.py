@@ -289,11 +289,27 @@ def _lazy(model, X, what):
         raise ValueError(f"X must be 2-D, got shape {X.shape}")
     if X.numblocks[1] > 1:
         X = X.rechunk({1: -1})
-    fn = getattr(model, what)
+    if model.feature_names is not None:  # warned once here, as the model would per call
+        from mlpcore._results import FeatureNamesWarning
+
+        warnings.warn(f"X has no feature names, but the model was trained with "
+                      f"{len(model.feature_names)} named features; its columns are taken by "
+                      "position. Pass a dask DataFrame to have them matched by name.",
+                      FeatureNamesWarning, stacklevel=3)
+    meta = np.empty((0, *trailing), dtype=sample.dtype)
     if trailing:
-        return X.map_blocks(lambda b: fn(b), dtype=sample.dtype,
+        return X.map_blocks(_quiet, model, what, dtype=sample.dtype, meta=meta,
                             chunks=(X.chunks[0], trailing))
-    return X.map_blocks(lambda b: fn(b), dtype=sample.dtype, drop_axis=1)
+    return X.map_blocks(_quiet, model, what, dtype=sample.dtype, meta=meta, drop_axis=1)
+
+
+def _quiet(block, model, what):
+    """``model.<what>(block)`` on a worker, its feature-name warning already given."""
+    from mlpcore._results import FeatureNamesWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FeatureNamesWarning)
+        return getattr(model, what)(block)
 
 
 def predict(model, X):
