@@ -22,7 +22,6 @@ row (from the single-process run). Markdown on stdout.
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 

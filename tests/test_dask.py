@@ -255,6 +255,25 @@ def test_persist_false_reads_partitions_at_every_pass_with_the_same_result(clien
     np.testing.assert_array_equal(kept._theta, reread._theta)
 
 
+def test_shuffle_moves_rows_across_partitions_and_full_batch_does_not_care(client):
+    X, y = data(seed=36)
+    y = np.sort(y)  # sorted by label: every partition one class without a shuffle
+    kw = dict(hidden=(5,), optimizer="nesterov", batch_size=None, epochs=5, seed=37)
+    ref = mlpcore.fit(X, y, **kw)
+    model = mlpcore.dask.fit(*dask_xy(X, y, 125), client=client, shuffle=True, **kw)
+    np.testing.assert_allclose(model._theta, ref._theta, rtol=0, atol=1e-10)
+    Xs, ys, _ = mlpcore.dask._shuffle(*dask_xy(X, y, 125), None, 37)
+    first = ys.blocks[0].compute()
+    assert len(np.unique(first)) > 1 and len(first) == 125
+    np.testing.assert_array_equal(np.sort(ys.compute()), y)
+    frame = dd.from_pandas(pd.DataFrame(X, columns=list("abcdef")).assign(t=y), npartitions=4)
+    framed = mlpcore.dask.fit(frame, "t", client=client, shuffle=True, **kw)
+    np.testing.assert_allclose(framed._theta, ref._theta, rtol=0, atol=1e-10)
+    shuffled, _, _ = mlpcore.dask._shuffle(frame, "t", None, 37)
+    parts = [p["t"].nunique() for p in shuffled.to_delayed()]
+    assert max(dask.compute(*parts)) > 1
+
+
 # -- stochastic ways ------------------------------------------------------------------------
 @pytest.mark.parametrize("rule,sync_every", [("sgd", 1), ("adam", 1), ("momentum", 2)])
 def test_one_partition_model_averaging_is_exactly_single_machine_fit(client, rule, sync_every):

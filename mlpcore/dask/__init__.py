@@ -26,7 +26,6 @@ from mlpcore._base import batch_rows
 from mlpcore._model import MLP
 from mlpcore._scaling import Scaling
 from mlpcore._training import train
-from mlpcore._validation import check_int
 from mlpcore.dask import _data
 from mlpcore.dask._methods import Cluster, DistributedGD, DistributedLBFGS, ModelAveraging
 
@@ -134,19 +133,31 @@ def _shuffle(X, Y, sample_weight, seed):
             raise ValueError("shuffle=True with a DataFrame needs Y as the name of its target "
                              "column (and sample weights as a column of X is not supported)")
         key = "__mlpcore_shuffle__"
-        X = X.assign(**{key: X.map_partitions(
-            lambda df, s: np.random.default_rng(s + len(df)).random(len(df)), int(
-                rng.integers(2**31)), meta=(key, "f8"))})
-        X = X.shuffle(key).drop(columns=key)
+        X = X.map_partitions(_with_random_key, key, int(rng.integers(2**31)))
+        X = X.shuffle(key, npartitions=X.npartitions).drop(columns=key)
         return X, Y, sample_weight
     if not _data._is_dask_array(X):
         raise TypeError("X must be a dask array or DataFrame")
     perm = rng.permutation(X.shape[0])
     chunks = X.chunks[0]
     X = X[perm].rechunk({0: chunks})
-    take = (lambda A: None if A is None else (
-        A[perm].rechunk({0: chunks}) if _data._is_dask_array(A) else np.asarray(A)[perm]))
+
+    def take(A):
+        if A is None:
+            return None
+        return A[perm].rechunk({0: chunks}) if _data._is_dask_array(A) else np.asarray(A)[perm]
+
     return X, take(Y), take(sample_weight)
+
+
+def _with_random_key(df, key, seed):
+    """The partition with a column of uniform random numbers (seeded by the partition's
+    first index and length), to shuffle the rows on."""
+    import pandas as pd
+
+    first = int(pd.util.hash_pandas_object(df.index[:1]).iloc[0]) % 2**31 if len(df) else 0
+    rng = np.random.default_rng([seed, first, len(df)])
+    return df.assign(**{key: rng.random(len(df))})
 
 
 def _fit(client, model, X, Y, sample_weight, validation_data, sync_every, persist):
@@ -383,6 +394,3 @@ def score(model, X, Y, sample_weight=None, *, client=None):
                   np.where(ss_res > 0, 0.0, 1.0))
     return float(np.mean(r2))
 
-
-def _check_epochs(value):
-    return check_int(value, "epochs", minimum=1)

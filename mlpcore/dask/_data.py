@@ -341,8 +341,11 @@ def prepare(model, xb, yb, swb, per_class, split=None):
     rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(p,)))
     labels = model.targets.labels_for_stratification(Ym)
     train, val = validation_split(n, fraction, rng, labels)
-    take = (lambda rows: (np.ascontiguousarray(X[rows]), np.ascontiguousarray(Ym[rows]),
-                          None if sw is None else np.ascontiguousarray(sw[rows])))
+
+    def take(rows):
+        return (np.ascontiguousarray(X[rows]), np.ascontiguousarray(Ym[rows]),
+                None if sw is None else np.ascontiguousarray(sw[rows]))
+
     return take(train), take(val)
 
 
