@@ -278,6 +278,17 @@ def test_shuffle_moves_rows_across_partitions_and_full_batch_does_not_care(clien
 
 
 # -- stochastic ways ------------------------------------------------------------------------
+def test_model_averaging_with_partitions_read_at_every_pass(client):
+    X, y = data(seed=38)
+    kw = dict(hidden=(5,), optimizer="adam", batch_size=16, epochs=4, seed=39)
+    for every in (1, 2):
+        kept = mlpcore.dask.fit(*dask_xy(X, y, 125), client=client, sync_every=every, **kw)
+        reread = mlpcore.dask.fit(*dask_xy(X, y, 125), client=client, sync_every=every,
+                                  persist=False, **kw)
+        np.testing.assert_array_equal(kept._theta, reread._theta)
+        assert kept.history["loss"] == reread.history["loss"]
+
+
 @pytest.mark.parametrize("rule,sync_every", [("sgd", 1), ("adam", 1), ("momentum", 2)])
 def test_one_partition_model_averaging_is_exactly_single_machine_fit(client, rule, sync_every):
     X, y = data(seed=22)

@@ -82,8 +82,9 @@ def fit(X, Y, *, client=None, sync_every=1, persist=True, shuffle=False, **optio
         Stochastic training: epochs between averagings (an integer), or 1/R for R
         averagings per epoch. Ignored by the exact ways.
     persist : bool, default True
-        Keep the converted partitions in the workers' memory. False: read them from their
-        source at every pass (for data bigger than the cluster's memory).
+        Keep the converted partitions in the workers' memory. False: read and convert them
+        from their source at every pass (every iteration, or every averaging round), for
+        data bigger than the cluster's memory; the result is the same.
     shuffle : bool, default False
         Shuffle the rows across partitions once before training (``dask.dataframe``'s
         shuffle; needs a DataFrame or is done by a random permutation of a dask array).
@@ -228,8 +229,6 @@ def _fit(client, model, X, Y, sample_weight, validation_data, sync_every, persis
         method = DistributedGD(model, cluster)
     else:
         batch = batch_rows(model.batch_size, sum(rows))
-        if not persist:
-            raise ValueError("stochastic training (an integer batch_size) needs persist=True")
         method = ModelAveraging(model, cluster, batch, sync_every, epochs)
     model.training_result = train(model, method, epochs, validation)
     return model

@@ -162,6 +162,19 @@ class Cluster:
         self._running = list(futures)
         return futures
 
+    def map_each(self, fn, per_part, *args):
+        """Futures of ``fn(part_p, per_part[p], *args)`` for each partition p, in order."""
+        if self.persist or not hasattr(self.parts[0], "dask"):
+            futures = [self.client.submit(fn, p, a, *args, pure=False)
+                       for p, a in zip(self.parts, per_part)]
+        else:
+            import dask
+
+            futures = self.client.compute([dask.delayed(fn)(p, a, *args)
+                                           for p, a in zip(self.parts, per_part)])
+        self._running = list(futures)
+        return futures
+
     def tree(self, fn, futures):
         """Reduce futures with ``fn`` in a fixed tree (groups of FAN_IN, partition order)."""
         while len(futures) > FAN_IN:
@@ -491,9 +504,7 @@ class ModelAveraging(_Distributed):
         try:
             for _ in range(self.segments):
                 starts = self.local if self.local is not None else self._start()
-                futures = [self.cluster.client.submit(part_train, p, s, spec, pure=False)
-                           for p, s in zip(self.cluster.parts, starts)]
-                self.cluster._running = list(futures)
+                futures = self.cluster.map_each(part_train, starts, spec)
                 if sync or self.segments > 1:
                     results = self.cluster.gather(futures)
                     for r in results:
