@@ -377,9 +377,25 @@ class DistributedLBFGS(_Distributed, LBFGSIterations):
         return _Distributed.loss(self)
 
     def close(self, completed):
-        if not completed:
-            self.cluster.cancel()
-        LBFGSIterations.close(self, completed)
+        """As :meth:`LBFGSIterations.close`, but a stop cancels the evaluation running on
+        the cluster instead of waiting for it, so the helper thread may end by itself:
+        wait for its report first, resume it only while it waits after an iteration, and
+        always go back to the last iterate the driver took."""
+        thread = self._thread
+        if completed or thread is None:
+            return LBFGSIterations.close(self, completed)
+        self._stop = True
+        self.cluster.cancel()
+        with self._turn:  # until the helper waits after an iteration, or has ended
+            while self._worker_runs:
+                self._turn.wait()
+        while self._event is not None and self._event[0] == "iteration":
+            self._resume()  # it raises StopIteration in scipy's callback, then ends
+        thread.join()
+        if self._event is not None and self._event[0] == "finished":
+            self.message = str(self._event[1].message)
+        self.model._theta[:] = self.recorded
+        return None
 
 
 # -- model averaging --------------------------------------------------------------------------
