@@ -258,33 +258,45 @@ class Targets:
             return None
         return self.class_index_of_rows(Ym)
 
+    def class_weights(self, class_weight, counts):
+        """The weight of each class: ``'balanced'`` is N / (n_classes * N_c), as in
+        scikit-learn, from the per-class sample ``counts``; a dict maps labels to weights
+        (labels not in it weigh 1).
+
+        Raises
+        ------
+        ValueError
+            Not single-label classification, or a label that is not one of the classes.
+        """
+        if self.task != "classification" or self.multilabel:
+            raise ValueError("class_weight is only for (single-label) classification")
+        n_classes = len(self.classes)
+        if class_weight == "balanced":
+            counts = np.asarray(counts, dtype=np.float64)
+            return np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0)
+        per_class = np.ones(n_classes)
+        for label, weight in class_weight.items():
+            try:
+                pos = np.flatnonzero(self.classes == np.asarray(label, dtype=self.classes.dtype))
+            except (TypeError, ValueError, OverflowError):
+                pos = []
+            if len(pos) == 0:
+                raise ValueError(f"class_weight names label {label!r}, which is not one of "
+                                 f"the classes {self.classes.tolist()}")
+            if not (np.isfinite(weight) and weight >= 0):
+                raise ValueError(f"class_weight[{label!r}] must be a non-negative number")
+            per_class[pos[0]] = weight
+        return per_class
+
     def apply_class_weight(self, class_weight, Ym, sw, dtype):
         """Multiply per-sample weights by the weight of each sample's class.
 
         ``'balanced'`` weighs class c by N / (n_classes * N_c), as scikit-learn does; a dict
         maps labels to weights (labels not in it weigh 1).
         """
-        if self.task != "classification" or self.multilabel:
-            raise ValueError("class_weight is only for (single-label) classification")
         idx = self.class_index_of_rows(Ym)
-        n_classes = len(self.classes)
-        if class_weight == "balanced":
-            counts = np.bincount(idx, minlength=n_classes).astype(np.float64)
-            per_class = np.where(counts > 0, len(idx) / (n_classes * np.maximum(counts, 1)), 0)
-        else:
-            per_class = np.ones(n_classes)
-            for label, weight in class_weight.items():
-                try:
-                    pos = np.flatnonzero(self.classes == np.asarray(label,
-                                                                    dtype=self.classes.dtype))
-                except (TypeError, ValueError, OverflowError):
-                    pos = []
-                if len(pos) == 0:
-                    raise ValueError(f"class_weight names label {label!r}, which is not one of "
-                                     f"the classes {self.classes.tolist()}")
-                if not (np.isfinite(weight) and weight >= 0):
-                    raise ValueError(f"class_weight[{label!r}] must be a non-negative number")
-                per_class[pos[0]] = weight
+        per_class = self.class_weights(class_weight,
+                                       np.bincount(idx, minlength=len(self.classes)))
         w = per_class[idx]
         if sw is not None:
             w = w * sw

@@ -259,31 +259,12 @@ def combine_summaries(infos, output, loss, task):
 def per_class_weights(model, counts):
     """The class weights as one factor per class (or None), from the whole data's counts.
 
-    ``'balanced'`` is N / (n_classes N_c) with the counts of all partitions, as
-    ``Targets.apply_class_weight`` computes it on one machine.
+    ``'balanced'`` is N / (n_classes N_c) with the counts of all partitions: the rule of
+    ``Targets.class_weights``, which the single-machine fit uses too.
     """
-    cw = model.class_weight
-    if cw is None:
+    if model.class_weight is None:
         return None
-    targets = model.targets
-    if targets.task != "classification" or targets.multilabel:
-        raise ValueError("class_weight is only for (single-label) classification")
-    n_classes = len(targets.classes)
-    if cw == "balanced":
-        counts = np.asarray(counts, dtype=np.float64)
-        return np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0)
-    per_class = np.ones(n_classes)
-    for label, weight in cw.items():
-        try:
-            pos = np.flatnonzero(targets.classes == np.asarray(label,
-                                                               dtype=targets.classes.dtype))
-        except (TypeError, ValueError, OverflowError):
-            pos = []
-        if len(pos) == 0:
-            raise ValueError(f"class_weight names label {label!r}, which is not one of the "
-                             f"classes {targets.classes.tolist()}")
-        per_class[pos[0]] = weight
-    return per_class
+    return model.targets.class_weights(model.class_weight, counts)
 
 
 # -- on the workers ---------------------------------------------------------------------------
