@@ -244,7 +244,7 @@ class Targets:
             return self.classes[(A[:, 0] > 0.5).astype(np.intp)]
         if self.multilabel:
             return (A > 0.5).astype(np.int64)
-        return self.classes[np.argmax(A, axis=1)]
+        return self.classes.take(A.argmax(axis=1))
 
     def class_index_of_rows(self, Ym):
         """Class index of each row of an encoded target matrix (classification)."""

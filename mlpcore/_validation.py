@@ -63,6 +63,13 @@ def _as_numeric_array(a, name):
 def check_finite(arr, name):
     """Raise ValueError if ``arr`` holds NaN or infinity, checking a bounded block at a time."""
     flat = arr.reshape(len(arr), -1) if arr.ndim > 1 else arr
+    if len(flat) <= _FINITE_CHECK_ROWS:
+        # One block: a sum is finite exactly when no entry is NaN or infinite (and no
+        # finite entries overflow it, which the fallback below sorts out); it needs no
+        # temporary boolean array, which is what a prediction on a few rows pays for.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(np.add.reduce(flat, axis=None)):
+                return
     for start in range(0, len(flat), _FINITE_CHECK_ROWS):
         block = flat[start:start + _FINITE_CHECK_ROWS]
         if not np.isfinite(block).all():
