@@ -30,6 +30,7 @@ from mlpcore._threads import MAX_THREADS, blas_threads
 from mlpcore._training import CompiledEpochs, train
 from mlpcore._validation import (
     check_bool, check_hidden, check_int, check_positive_float, check_sample_weight, check_X,
+    mean_one,
     working_dtype,
 )
 
@@ -280,9 +281,10 @@ class MLP:
     def _training_arrays(self, X, Y, sample_weight, matched=False):
         X = self._inputs(X, matched=matched)
         Ym = self._encode(Y, X.shape[0])
-        sw = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        sw = check_sample_weight(sample_weight, X.shape[0], self.dtype, scale=True)
         if self.class_weight is not None:
-            sw = self.targets.apply_class_weight(self.class_weight, Ym, sw, self.dtype)
+            sw = mean_one(self.targets.apply_class_weight(self.class_weight, Ym, sw,
+                                                          np.float64), self.dtype)
         return X, Ym, sw
 
     def _validation_arrays(self, validation_data):
@@ -307,9 +309,12 @@ class MLP:
             fraction = self.validation_fraction or 0.1
             labels = self.targets.labels_for_stratification(Ym)
             train_rows, val_rows = validation_split(len(X), fraction, self._rng, labels)
-            validation = (X[val_rows], Ym[val_rows], None if sw is None else sw[val_rows])
+            # Each part's weights are scaled to mean 1 over its rows: the training loss's
+            # rule (see fit), and val_loss is then defined as the training loss is.
+            validation = (X[val_rows], Ym[val_rows],
+                          None if sw is None else mean_one(sw[val_rows], self.dtype))
             X, Ym = X[train_rows], Ym[train_rows]
-            sw = None if sw is None else sw[train_rows]
+            sw = None if sw is None else mean_one(sw[train_rows], self.dtype)
         epochs = self.epochs if epochs is None else check_int(epochs, "epochs", minimum=1)
         return train(self, self._method(X, Ym, sw, batch_rows(self.batch_size, len(X)), epochs),
                      epochs, validation)

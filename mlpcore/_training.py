@@ -119,18 +119,12 @@ class CompiledEpochs:
 
     def _visited(self, order, updates):
         """(samples visited by the first ``updates`` updates of an epoch, whether those
-        were all of its updates). A batch of zero total weight is visited but not applied."""
+        were all of its updates). Every batch is applied (mlpcore's weight rule: a batch's
+        loss is divided by its row count, so even a batch of zero weight is one update)."""
         n, batch = self.X.shape[0], self.batch
-        starts = np.arange(0, n, batch)
-        if self.sw is None:
-            applied = np.ones(len(starts), dtype=bool)
-        else:
-            rows = np.arange(n) if order is None else order
-            applied = np.add.reduceat(self.sw[rows], starts) > 0
-        if updates >= applied.sum():
+        if updates >= -(-n // batch):
             return n, True
-        last = np.flatnonzero(applied)[updates - 1] if updates > 0 else -1
-        return min(n, (last + 1) * batch), False
+        return min(n, updates * batch), False
 
     def loss(self):
         return self.model._evaluate(self.X, self.Y, self.sw)[0]

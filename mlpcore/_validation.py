@@ -142,12 +142,17 @@ def _from_nullable_columns(X):
         return X
 
 
-def check_sample_weight(sample_weight, n_samples, dtype):
-    """Return per-sample weights as a C-contiguous 1-D array, or None when not given.
+def check_sample_weight(sample_weight, n_samples, dtype, scale=False):
+    """Return per-sample weights as a C-contiguous 1-D array of ``dtype``, or None when not
+    given.
 
-    Weights must be finite and non-negative, with a positive sum that the working dtype
-    can hold: neither overflowing (1e308 each) nor below its normal range (1e-320 each),
-    where every later division by it would be blamed on the learning rate.
+    Weights must be finite and non-negative with a positive sum. With ``scale`` (training)
+    they are returned scaled to mean 1 (:func:`mean_one`), so any magnitude a float64 holds
+    is taken: 1e308 or 1e-320 each neither overflows nor underflows. Without it (the loss
+    and score of given data, J = sum_i w_i l_i / sum_i w_i + penalty / sum_i w_i) they are
+    returned as given, and their sum must be a normal number of the working dtype: neither
+    overflowing (1e308 each) nor below its normal range (1e-320 each), where every later
+    division by it would be blamed on the learning rate.
     """
     if sample_weight is None:
         return None
@@ -159,6 +164,14 @@ def check_sample_weight(sample_weight, n_samples, dtype):
         sw = np.full(n_samples, sw.item())
     if sw.ndim != 1 or sw.shape[0] != n_samples:
         raise ValueError(f"sample_weight must have shape ({n_samples},), got {sw.shape}")
+    if scale:
+        sw = np.asarray(sw, dtype=np.float64)
+        check_finite(sw, "sample_weight")
+        if (sw < 0).any():
+            raise ValueError("sample_weight must be non-negative")
+        if not (sw > 0).any():
+            raise ValueError("sample_weight must have a positive sum")
+        return mean_one(sw, dtype)
     sw = np.ascontiguousarray(sw, dtype=dtype)
     check_finite(sw, "sample_weight")
     if (sw < 0).any():
@@ -176,6 +189,22 @@ def check_sample_weight(sample_weight, n_samples, dtype):
                          f"{np.dtype(dtype).name}'s normal range; only the weights' ratios "
                          "matter: divide them by their maximum")
     return sw
+
+
+def mean_one(sw, dtype):
+    """Non-negative weights with a positive entry, scaled to mean 1, as ``dtype``.
+
+    Computed in float64, dividing by the maximum first, so neither huge (1e308) nor tiny
+    (1e-320) weights overflow or underflow; a weight below ``dtype``'s range relative to the
+    largest becomes 0. This is the scale training uses: a batch of B rows has the loss
+    sum_i w_i l_i / B, which for the whole training set is sum_i w_i l_i / sum_i w_i.
+    """
+    w = np.asarray(sw, dtype=np.float64)
+    if not w.max() > 0:
+        raise ValueError("the sample weights leave no training sample with a positive weight")
+    w = w / w.max()
+    w *= len(w) / w.sum()
+    return np.ascontiguousarray(w, dtype=dtype)
 
 
 def check_int(value, name, minimum=1, maximum=None):

@@ -355,10 +355,13 @@ cdef inline int run_batches(const Net* net, floating* theta, const Data* data,
     Batches are consecutive runs of ``order`` (or of the rows themselves when order is NULL)
     starting at sample ``prog.position``; processing stops after the batch that reaches
     ``prog.budget`` samples, or at the end of the epoch, and ``prog.position`` is advanced.
-    Each batch adds J_b = sum_i w_i l_i + alpha/2 sum ||W||^2 (at its starting parameters)
-    to loss_sum and sum_i w_i to weight_sum. Returns DONE, or DIVERGED as soon as a batch's
-    loss is not finite (that batch is not applied). Passes of buf.rows rows at most; each is
-    split among the team's threads when it is large enough (pass_threads).
+    A batch of B rows minimises J_b = (sum_i w_i l_i + alpha/2 sum ||W||^2) / n_b, at its
+    starting parameters, with n_b = B (mlpcore's rule: the Python layer scales the weights to
+    mean 1 over the training set) or, with ``prog.by_weight``, n_b = sum_i w_i (scikit-learn's
+    rule, any sign; a batch with n_b = 0 is skipped). Each applied batch adds B J_b to
+    loss_sum and B to weight_sum. Returns DONE, or DIVERGED as soon as a batch's loss is not
+    finite (that batch is not applied). Passes of buf.rows rows at most; each is split among
+    the team's threads when it is large enough (pass_threads).
     """
     cdef Py_ssize_t d = net.sizes[0], k = net.sizes[net.n_layers], chunk = buf.rows
     cdef Py_ssize_t start = prog.position, stop, nb, cs, ce, nc, i, done = 0
@@ -372,7 +375,7 @@ cdef inline int run_batches(const Net* net, floating* theta, const Data* data,
     cdef const floating* xb
     cdef const floating* yb
     cdef const floating* wb
-    cdef double loss_b, w_b, w_c
+    cdef double loss_b, w_b, w_c, per_row
     cdef floating lr = <floating> rule.lr
     cdef bint fused, last
     cdef UpdateCoefficients step
@@ -383,16 +386,17 @@ cdef inline int run_batches(const Net* net, floating* theta, const Data* data,
     while start < data.n and done < prog.budget:
         stop = min(start + batch_size, data.n)
         nb = stop - start
-        # The batch's total weight, needed before the first chunk to scale its gradient.
-        if sw == NULL:
-            w_b = nb
-        else:
+        # The batch's normaliser n_b, needed before the first chunk to scale its gradient:
+        # its row count, or (by_weight) its total weight.
+        w_b = nb
+        if sw != NULL and prog.by_weight:
             w_b = 0
             for i in range(start, stop):
                 w_b += sw[order[i] if order != NULL else i]
-        if w_b > 0:
+        if w_b != 0:
+            per_row = nb / w_b  # B / n_b: 1 (exactly) unless normalised by weight
             loss_b = 0.5 * rule.alpha * l2_penalty(net, theta) if rule.alpha != 0 else 0
-            rule.penalty_sum += loss_b
+            rule.penalty_sum += loss_b * per_row
             # Plain SGD on a batch that fits in one chunk writes its step straight into theta.
             fused = rule.kind == SGD and nb <= chunk
             cs = start
@@ -463,8 +467,8 @@ cdef inline int run_batches(const Net* net, floating* theta, const Data* data,
                     tuner_record(team.tuner, 1, usable, now_seconds() - t0, nc)
                 cs = ce
             prog.updates += 1
-            prog.loss_sum += loss_b
-            prog.weight_sum += w_b
+            prog.loss_sum += loss_b * per_row
+            prog.weight_sum += nb
         done += nb
         start = stop
         prog.position = start

@@ -5,6 +5,7 @@
 # _batch.pxd and _per_sample.pxd on raw pointers without the GIL: a whole epoch per call.
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.math cimport isfinite
 from libc.stdlib cimport malloc, calloc, free
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pyport cimport PY_SSIZE_T_MAX
@@ -494,6 +495,10 @@ def loss_gradient(Network network not None, const floating[::1] theta not None, 
     ``sample_weight`` is None; ``grad`` (laid out like theta) receives dJ/dtheta. The rows are
     processed CHUNK_ROWS at a time and their gradients summed, so memory stays bounded.
 
+    This is the full batch of train_epoch under either rule: with weights of mean 1,
+    sum_i w_i = N and J is the 'rows' J_b of the whole set; it is the 'weights' J_b as it
+    stands (weights of any sign with a nonzero sum, as scikit-learn takes them).
+
     Returns
     -------
     loss : float
@@ -509,8 +514,8 @@ def loss_gradient(Network network not None, const floating[::1] theta not None, 
     if grad.shape[0] != network.n_params:
         raise ValueError(f"grad has {grad.shape[0]} entries, the network {network.n_params}")
     w_total = n if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
-    if n == 0 or not w_total > 0:
-        raise ValueError("the loss needs at least one sample with a positive weight")
+    if n == 0 or w_total == 0 or not isfinite(w_total):
+        raise ValueError("the loss needs sample weights with a finite, nonzero sum")
     rows = min(n, CHUNK_ROWS)
     if workspace is None:
         workspace = Workspace(network, rows, np.float32 if floating is float else np.float64)
@@ -566,8 +571,8 @@ def evaluate(Network network not None, const floating[::1] theta not None, const
     if out.shape[0] != n or out.shape[1] != k:
         raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected ({n}, {k})")
     w_total = n if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
-    if n == 0 or not w_total > 0:
-        raise ValueError("the loss needs at least one sample with a positive weight")
+    if n == 0 or w_total == 0 or not isfinite(w_total):
+        raise ValueError("the loss needs sample weights with a finite, nonzero sum")
     forward(network, theta, X, out)
     with nogil:
         for i in range(n):
@@ -591,7 +596,7 @@ def train_epoch(Network network not None, Workspace workspace not None, floating
                 Py_ssize_t batch_size, str rule, double learning_rate, double alpha=0.0,
                 double momentum=0.0, double beta1=0.9, double beta2=0.999,
                 double epsilon=1e-8, floating[::1] state1=None, floating[::1] state2=None,
-                long long t=0, double[::1] penalty_out=None):
+                long long t=0, double[::1] penalty_out=None, str normalize="rows"):
     """Train for one epoch in place: every batch is forward, backprop, update, without the GIL.
 
     While the compiled segments run, subnormal numbers count as zero (x86-64 FTZ/DAZ, see
@@ -613,6 +618,8 @@ def train_epoch(Network network not None, Workspace workspace not None, floating
     X, Y : ndarrays of shapes (N, D) and (N, K)
         Inputs and targets (one-hot rows for classification).
     sample_weight : ndarray of shape (N,) or None
+        Per-sample weights w_i (None: all 1). With ``normalize="rows"`` they are expected
+        scaled to mean 1 over the training set (the Python layer does it).
     order : ndarray of intp, shape (N,), or None
         Visiting order (a permutation of range(N)); None visits the rows in order.
     batch_size : int
@@ -626,16 +633,24 @@ def train_epoch(Network network not None, Workspace workspace not None, floating
         Adam updates taken before this epoch.
     penalty_out : float64 ndarray of shape (1,), optional
         Receives the part of loss_sum that is the L2 term (for losses reported without it).
+    normalize : {'rows', 'weights'}
+        What a batch's loss is divided by. 'rows' (mlpcore's rule): its row count B,
+        J_b = (sum_i w_i l_i + alpha/2 sum_l ||W_l||^2) / B, so a step scales with the
+        weights (at batch size 1, with w_i) and, for weights of mean 1, a full batch gives
+        sum_i w_i l_i / sum_i w_i; every batch is applied. 'weights' (scikit-learn's rule,
+        for mlpcore.sklearn): its total weight sum_i w_i, of any sign; a batch of total
+        weight 0 is skipped. Without weights the two are the same, bit for bit.
 
     Returns
     -------
     loss_sum : float
-        sum over the applied batches of J_b = sum_i w_i l_i + alpha/2 sum_l ||W_l||^2, each
-        at the batch's starting parameters; loss_sum / weight_sum is the epoch's loss.
+        sum over the applied batches of B_b J_b, each J_b at the batch's starting
+        parameters; loss_sum / weight_sum is the epoch's loss (the batch losses averaged by
+        batch length, as scikit-learn's ``loss_``).
     weight_sum : float
-        sum_i w_i over those batches' samples.
+        sum_b B_b: the rows of the applied batches (N for a complete epoch with 'rows').
     updates : int
-        Number of updates applied (batches with positive weight).
+        Number of updates applied.
     status : int
         EPOCH_DONE; EPOCH_DIVERGED if a batch's loss was not finite (it was not applied);
         EPOCH_INTERRUPTED on Ctrl-C (training stopped after a complete batch).
@@ -656,6 +671,8 @@ def train_epoch(Network network not None, Workspace workspace not None, floating
         raise ValueError("penalty_out must have room for one value, got an empty array")
     if rule not in UPDATE_RULES:
         raise ValueError(f"unknown update rule {rule!r}; valid: {sorted(UPDATE_RULES)}")
+    if normalize not in ("rows", "weights"):
+        raise ValueError(f"normalize must be 'rows' or 'weights', got {normalize!r}")
     if n == 0:
         raise ValueError("cannot train on zero samples")
     if batch_size < 1:
@@ -704,12 +721,15 @@ def train_epoch(Network network not None, Workspace workspace not None, floating
     prog.weight_sum = 0
     prog.updates = 0
     prog.eps = _machine_eps(dummy)
+    prog.by_weight = normalize == "weights"
     team = _team(dummy, chunk, workspace)
-    # Blocked per-sample SGD needs every decay factor 1 - lr alpha / w_i well above 0.
+    # Blocked per-sample SGD needs every decay factor 1 - lr alpha / n_i well above 0 (n_i:
+    # 1, or w_i when normalised by weight).
     cdef double min_weight = 1.0
-    if sample_weight is not None and alpha != 0:
-        positive = np.asarray(sample_weight)[np.asarray(sample_weight) > 0]
-        min_weight = float(positive.min()) if positive.size else 1.0
+    if prog.by_weight and sample_weight is not None and alpha != 0:
+        size = np.abs(np.asarray(sample_weight))
+        nonzero = size[size > 0]
+        min_weight = float(nonzero.min()) if nonzero.size else 1.0
     cdef bint blocked = (batch_size == 1 and r.kind == SGD and workspace.gram_block > 0
                          and learning_rate * alpha / min_weight < 0.5)
     cdef unsigned int fpenv

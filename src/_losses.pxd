@@ -6,7 +6,9 @@
 #                   l_i = -sum_k [y_ik log a_ik + (1-y_ik) log(1-a_ik)] (sigmoid output)
 #   poisson:        l_i = sum_k [y_ik log(y_ik / a_ik) - y_ik + a_ik]   (exp output; half the
 #                   Poisson deviance, scikit-learn's poisson_loss)
-# and the batch loss is J = sum_i w_i l_i / sum_i w_i. The rows of delta_L hold w_i dl_i/dz_i:
+# and a batch of B rows has the loss J_b = sum_i w_i l_i / B, the weights scaled to mean 1 over
+# the training set in Python (or sum_i w_i l_i / sum_i w_i, scikit-learn's rule, for the
+# drop-in: Progress.by_weight). The rows of delta_L hold w_i dl_i/dz_i:
 #   a - y                   for softmax + cross_entropy, sigmoid + cross_entropy, identity + mse,
 #                           exp + poisson
 #   (a - y) a (1 - a)       for sigmoid + mse (the tutorial's delta2)
@@ -64,9 +66,14 @@ cdef inline double sample_loss(const floating* a, const floating* y, Py_ssize_t 
 
 cdef inline void sample_delta(floating* d, const floating* a, const floating* y, Py_ssize_t k,
                               int output, int loss, floating w) noexcept nogil:
-    """d = w * dl_i/dz for one sample (the output pre-activation z, a = g(z))."""
+    """d = w * dl_i/dz for one sample (the output pre-activation z, a = g(z)); exactly 0
+    when w = 0, even where the output overflowed."""
     cdef Py_ssize_t j
     cdef floating dot = 0
+    if w == 0:
+        for j in range(k):
+            d[j] = 0
+        return
     if loss != MSE or output == IDENTITY:
         for j in range(k):  # canonical link: the derivative collapses to a - y
             d[j] = w * (a[j] - y[j])

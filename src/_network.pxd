@@ -70,10 +70,14 @@ cdef struct Progress:
     # Where an epoch is (position in the visiting order) and what its batches have summed.
     Py_ssize_t position
     Py_ssize_t budget   # samples to process in this segment (then the GIL is taken briefly)
-    double loss_sum
-    double weight_sum
+    double loss_sum     # sum over the applied batches of B_b J_b (B_b: the batch's rows)
+    double weight_sum   # sum over the applied batches of B_b (loss_sum / weight_sum: the
+                        # epoch's loss, the batch losses averaged by row count)
     Py_ssize_t updates
     double eps          # the dtype's machine epsilon (clipping inside log)
+    bint by_weight      # normalise a batch by its total weight sum_i w_i (scikit-learn's
+                        # rule; a batch of total weight 0 is skipped) instead of by its row
+                        # count B (mlpcore's rule, for weights scaled to mean 1)
 
 
 cdef struct Tuner:

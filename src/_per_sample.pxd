@@ -9,7 +9,7 @@ from libc.string cimport memcpy
 from _blas cimport gemm, gram_lower
 from _activations cimport activate, derivative
 from _losses cimport sample_delta, sample_loss
-from _updates cimport UpdateCoefficients, UpdateRule, next_step, update_row
+from _updates cimport SGD, UpdateCoefficients, UpdateRule, next_step, update_row
 from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, gather_rows,
                        l2_penalty, split_range, get_fpenv, restore_fpenv, tuner_pick,
                        tuner_record, now_seconds)
@@ -120,8 +120,11 @@ cdef inline int run_samples(const Net* net, floating* theta, const Data* data,
                             const Buffers* buf, UpdateRule* rule, Progress* prog) noexcept nogil:
     """Per-sample training (batch size 1), the same contract as ``run_batches``.
 
-    With one sample of weight w the batch-normalised gradient is w x delta / w: the weight
-    cancels except in the L2 term alpha/w, and a zero-weight sample is skipped.
+    With n_b = B = 1 a sample of weight w steps along w delta + alpha W: the step scales with
+    w. With ``prog.by_weight`` (n_b = w) the gradient is w delta / w: the weight cancels
+    except in the L2 term alpha/w, and a zero-weight sample is skipped. A zero-weight sample
+    is skipped too when its step would be zero (plain SGD without L2); it still counts as an
+    update then, as every sample does when normalised by rows.
     """
     cdef Py_ssize_t d = net.sizes[0], k = net.sizes[net.n_layers], start, row
     cdef Py_ssize_t stop = min(prog.position + prog.budget, data.n)
@@ -138,34 +141,44 @@ cdef inline int run_samples(const Net* net, floating* theta, const Data* data,
     cdef int usable, threads, p
     cdef double t0 = 0
     cdef unsigned int fpenv
-    cdef floating w
+    cdef floating w, dw, n_b
     cdef double loss, penalty
+    cdef bint noop_zero = prog.by_weight or (rule.alpha == 0 and rule.kind == SGD)
     for start in range(prog.position, stop):
         row = order[start] if order != NULL else start
         w = sw[row] if sw != NULL else 1
-        if w == 0:
+        if w == 0 and noop_zero:
+            if not prog.by_weight:
+                prog.weight_sum += 1
+                prog.updates += 1
             continue
+        # The sample's normaliser n_b and the weight of its delta: (1, w), or (w, 1).
+        n_b = w if prog.by_weight else 1
+        dw = 1 if prog.by_weight else w
         sample_forward(net, theta, X + row * d, acts, 0, row == ready_row)
-        loss = w * sample_loss(acts[net.n_layers - 1], Y + row * k, k, net.output, net.loss,
-                               eps)
+        loss = 0
+        if w != 0:  # a zero-weight sample adds nothing, even a NaN from an overflowing loss
+            loss = w * sample_loss(acts[net.n_layers - 1], Y + row * k, k, net.output,
+                                   net.loss, eps)
         if rule.alpha != 0:
             penalty = 0.5 * rule.alpha * l2_penalty(net, theta)
-            rule.penalty_sum += penalty
+            rule.penalty_sum += penalty / n_b
             loss += penalty
+        loss = loss / n_b
         if not isfinite(loss):
             prog.position = start
             return DIVERGED
         sample_delta(deltas[net.n_layers - 1], acts[net.n_layers - 1], Y + row * k, k,
-                     net.output, net.loss, <floating> 1)
+                     net.output, net.loss, dw)
         # The next sample's first-layer pre-activation is formed during this update.
         ready_row = -1
         if start + 1 < stop:
             ready_row = order[start + 1] if order != NULL else start + 1
         sample_backprop_update(net, theta, X + row * d, acts, deltas, rule, s1, s2,
-                               <floating> (rule.alpha / w), 0,
+                               <floating> (rule.alpha / n_b), 0,
                                X + ready_row * d if ready_row >= 0 else NULL)
         prog.loss_sum += loss
-        prog.weight_sum += w
+        prog.weight_sum += 1
         prog.updates += 1
     prog.position = stop
     return DONE
@@ -222,7 +235,8 @@ cdef inline int run_samples_blocked(const Net* net, floating* theta, const Data*
     """Exact per-sample SGD whose first layer runs at level-3 BLAS speed.
 
     Per-sample SGD changes W = W_1 by W(t+1) = c_t W(t) - lr x_t^T delta_t, with
-    c_t = 1 - lr alpha / w_t the L2 decay. Within a block of k samples this gives
+    c_t = 1 - lr alpha / n_t the L2 decay (n_t = 1, or w_t with ``prog.by_weight``; delta_t
+    carries the weight w_t, or 1 with ``prog.by_weight``, as in run_samples). Within a block of k samples this gives
     W(t) = C_t (W(0) - lr sum_{i<t} x_i^T u_i), C_t = c_0 ... c_{t-1}, u_i = delta_i / C_{i+1},
     so the first layer's pre-activation of sample t is
 
@@ -256,7 +270,8 @@ cdef inline int run_samples_blocked(const Net* net, floating* theta, const Data*
     cdef floating* z = acts[0]
     cdef floating* d0 = deltas[0]
     cdef floating* u
-    cdef floating w, c, scale, coef
+    cdef floating w, c, scale, coef, n_t, dw
+    cdef bint noop_zero = prog.by_weight or rule.alpha == 0
     cdef double loss, penalty = 0, q, dd
     cdef int status = DONE
     cdef int act0 = net.output if net.n_layers == 1 else net.hidden
@@ -288,11 +303,16 @@ cdef inline int run_samples_blocked(const Net* net, floating* theta, const Data*
             row = order[start + t] if order != NULL else start + t
             w = sw[row] if sw != NULL else 1
             u = ub + t * m
-            if w == 0:
+            if w == 0 and noop_zero:  # no step (see run_samples)
                 for j in range(m):
                     u[j] = 0
+                if not prog.by_weight:
+                    prog.weight_sum += 1
+                    prog.updates += 1
                 continue
-            c = 1 - lr * <floating> rule.alpha / w
+            n_t = w if prog.by_weight else 1
+            dw = 1 if prog.by_weight else w
+            c = 1 - lr * <floating> rule.alpha / n_t
             # u temporarily holds x_t W(t) = C_t (x_t W(0) - lr sum_{i<t} G[t, i] u_i).
             memcpy(u, zb + t * m, m * sizeof(floating))
             for i in range(t):
@@ -307,20 +327,23 @@ cdef inline int run_samples_blocked(const Net* net, floating* theta, const Data*
                 z[j] = u[j] + b0[j]
             activate(z, m, act0)
             sample_forward(net, theta, z, acts, 1)
-            loss = w * sample_loss(acts[net.n_layers - 1], Y + row * k, k, net.output,
-                                   net.loss, eps)
+            loss = 0
+            if w != 0:
+                loss = w * sample_loss(acts[net.n_layers - 1], Y + row * k, k, net.output,
+                                       net.loss, eps)
             if rule.alpha != 0:
                 q = 0.5 * rule.alpha * (penalty + l2_penalty(net, theta, 1))
-                rule.penalty_sum += q
+                rule.penalty_sum += q / n_t
                 loss += q
+            loss = loss / n_t
             if not isfinite(loss):
                 status = DIVERGED
                 done = t
                 break
             sample_delta(deltas[net.n_layers - 1], acts[net.n_layers - 1], Y + row * k, k,
-                         net.output, net.loss, <floating> 1)
+                         net.output, net.loss, dw)
             sample_backprop_update(net, theta, z, acts, deltas, rule, NULL, NULL,
-                                   <floating> (rule.alpha / w), 1)
+                                   <floating> (rule.alpha / n_t), 1)
             if rule.alpha != 0:
                 q = 0
                 dd = 0
@@ -338,7 +361,7 @@ cdef inline int run_samples_blocked(const Net* net, floating* theta, const Data*
                 for j in range(m):
                     u[j] = d0[j] / scale
             prog.loss_sum += loss
-            prog.weight_sum += w
+            prog.weight_sum += 1
             prog.updates += 1
         if done > 0:
             if threads > 1:

@@ -73,13 +73,14 @@ cdef struct UpdateRule:
     # A rule's constants and its state across steps: what one fit's updates share.
     int kind
     double lr
-    double alpha        # L2 penalty: J += alpha / 2 * sum ||W_l||^2 / sum_i w_i
+    double alpha        # L2 penalty: J_b += alpha / 2 * sum ||W_l||^2 / (B or sum_i w_i)
     double momentum
     double beta1
     double beta2
     double epsilon
     long long t         # Adam: updates taken so far
-    double penalty_sum  # sum over batches of the L2 term alpha/2 sum ||W||^2 in their loss
+    double penalty_sum  # the L2 part of Progress.loss_sum: sum over batches of
+                        # alpha/2 sum ||W||^2 (times B / sum_i w_i when normalised by weight)
     void* s1            # velocity (momentum, Nesterov) or Adam's m; NULL for SGD
     void* s2            # Adam's s; NULL otherwise
 

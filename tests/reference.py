@@ -4,11 +4,17 @@ baseline for the benchmarks in bench/.
 Written for clarity, not speed: every line is one formula.
 
   Z_l = A_{l-1} W_l + b_l,  A_l = g(Z_l),  A_0 = X
-  J   = sum_i w_i l_i / sum_i w_i  (+ alpha/2 sum ||W_l||^2 / sum_i w_i)
-  delta_L = dJ/dZ_L * sum_i w_i
+  J   = sum_i w_i l_i / n  (+ alpha/2 sum ||W_l||^2 / n),  n = sum_i w_i
+  delta_L = dJ/dZ_L * n
   delta_l = (delta_{l+1} W_{l+1}^T) * g'(Z_l)
-  dW_l = A_{l-1}^T delta_l / sum w,  db_l = sum_rows(delta_l) / sum w
+  dW_l = A_{l-1}^T delta_l / n,  db_l = sum_rows(delta_l) / n
   W <- W - lr dW
+
+Training (:func:`train_epoch`) follows mlpcore's weight rule: the weights are scaled to mean 1
+over the training set (:func:`mean_one`) and a batch of B rows has n = B, so a full batch
+gives J above and a step at batch size 1 scales with w_i. ``normalize="weights"`` keeps n =
+sum_i w_i for every batch instead: scikit-learn's rule (and mlpcore's before the rule was
+changed), which makes the weights cancel at batch size 1.
 
 The update rules (:func:`update`, :func:`optimizer_epochs`) are scikit-learn's
 (sklearn/neural_network/_stochastic_optimizers.py): momentum v <- mu v - lr g, W <- W + v
@@ -72,11 +78,22 @@ def per_sample_loss(a, Y, output, loss):
     return -(Y * np.log(p) + (1 - Y) * np.log(1 - p)).sum(axis=1)
 
 
-def loss(Ws, bs, X, Y, hidden, output, loss_name, sw=None, alpha=0.0):
+def mean_one(sw):
+    """Weights scaled to mean 1 (in float64, by the maximum first)."""
+    w = np.asarray(sw, dtype=np.float64)
+    w = w / w.max()
+    return w * (len(w) / w.sum())
+
+
+def loss(Ws, bs, X, Y, hidden, output, loss_name, sw=None, alpha=0.0, n=None):
+    """J with the normaliser n (default sum_i w_i)."""
     w = np.ones(len(X)) if sw is None else sw
+    n = w.sum() if n is None else n
     a = forward(Ws, bs, X, hidden, output)[-1]
     l2 = 0.5 * alpha * sum((W ** 2).sum() for W in Ws)
-    return (w @ per_sample_loss(a, Y, output, loss_name) + l2) / w.sum()
+    keep = w != 0  # a zero weight removes its sample's loss, even an infinite one
+    data = w[keep] @ per_sample_loss(a, Y, output, loss_name)[keep]
+    return (data + l2) / n
 
 
 def output_delta(a, Y, output, loss_name):
@@ -89,12 +106,12 @@ def output_delta(a, Y, output, loss_name):
     return a * (e - (e * a).sum(axis=1, keepdims=True))
 
 
-def gradients(Ws, bs, X, Y, hidden, output, loss_name, sw=None, alpha=0.0):
-    """(dW list, db list) of J by backpropagation."""
+def gradients(Ws, bs, X, Y, hidden, output, loss_name, sw=None, alpha=0.0, n=None):
+    """(dW list, db list) of J (normaliser n, default sum_i w_i) by backpropagation."""
     w = np.ones(len(X), dtype=X.dtype) if sw is None else sw
     acts = forward(Ws, bs, X, hidden, output)
     delta = output_delta(acts[-1], Y, output, loss_name) * w[:, None]
-    n = w.sum()
+    n = w.sum() if n is None else n
     dWs, dbs = [None] * len(Ws), [None] * len(Ws)
     for l in range(len(Ws) - 1, -1, -1):
         a_prev = X if l == 0 else acts[l - 1]
@@ -106,32 +123,41 @@ def gradients(Ws, bs, X, Y, hidden, output, loss_name, sw=None, alpha=0.0):
 
 
 def train_epoch(Ws, bs, X, Y, hidden, output, loss_name, batch_size, lr, order=None,
-                sw=None, alpha=0.0, return_loss=False):
+                sw=None, alpha=0.0, return_loss=False, normalize="rows"):
     """One epoch of plain mini-batch gradient descent; returns new (Ws, bs).
 
+    ``normalize="rows"`` (mlpcore's rule): ``sw`` is scaled to mean 1 over X, and a batch of
+    B rows has the loss J_b = (sum_i w_i l_i + alpha/2 sum ||W||^2) / B; every batch is a
+    step. ``normalize="weights"`` (scikit-learn's rule): J_b divides by the batch's total
+    weight instead (any sign); a batch of total weight 0 is skipped.
+
     With ``return_loss`` also the epoch's loss: the batch losses J_b, each at the batch's
-    starting parameters, averaged with the batches' total weights.
+    starting parameters, averaged with the batches' row counts (scikit-learn's ``loss_``).
     """
     Ws = [W.copy() for W in Ws]
     bs = [b.copy() for b in bs]
     n = len(X)
     order = np.arange(n) if order is None else order
-    total = weight = 0.0
+    if sw is not None and normalize == "rows":
+        sw = mean_one(sw).astype(X.dtype)
+    total = rows = 0.0
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size]
         swb = np.ones(len(idx), dtype=X.dtype) if sw is None else sw[idx]
-        if swb.sum() == 0:
+        n_b = len(idx) if normalize == "rows" else swb.sum()
+        if n_b == 0:
             continue
         if return_loss:
-            total += swb.sum() * loss(Ws, bs, X[idx], Y[idx], hidden, output, loss_name, swb,
-                                      alpha)
-            weight += swb.sum()
-        dWs, dbs = gradients(Ws, bs, X[idx], Y[idx], hidden, output, loss_name, swb, alpha)
+            total += len(idx) * loss(Ws, bs, X[idx], Y[idx], hidden, output, loss_name, swb,
+                                     alpha, n_b)
+            rows += len(idx)
+        dWs, dbs = gradients(Ws, bs, X[idx], Y[idx], hidden, output, loss_name, swb, alpha,
+                             n_b)
         for l in range(len(Ws)):
             Ws[l] -= lr * dWs[l]
             bs[l] -= lr * dbs[l]
     if return_loss:
-        return Ws, bs, total / weight
+        return Ws, bs, total / rows
     return Ws, bs
 
 
