@@ -80,7 +80,14 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
     alpha : float, default 0
         L2 penalty alpha/2 sum_l ||W_l||^2 / N added to J (biases excluded).
     sample_weight : array-like of shape (N,), optional
-        Per-sample weights w_i: J = sum_i w_i l_i / sum_i w_i within each batch.
+        Per-sample weights w_i >= 0 (``class_weight`` multiplies in). They are scaled to
+        mean 1 over the training set (the rows trained on; in float64, by the largest
+        first, so any magnitude works), and a batch of B rows has the loss
+        J_b = (sum_i w_i l_i + alpha/2 sum_l ||W_l||^2) / B. A full batch thus minimises
+        sum_i w_i l_i / sum_i w_i (+ the L2 term over N); at batch size 1 each step scales
+        with w_i; a constant factor on every weight changes nothing. ``loss``/``score`` of
+        given data use J = (sum_i w_i l_i + alpha/2 sum_l ||W_l||^2) / sum_i w_i, the same
+        for mean-1 weights.
     schedule : {'constant', 'invscaling', 'adaptive'} or callable, default 'constant'
         Learning-rate schedule (see :mod:`mlpcore._schedules`); a callable gets the
         0-based epoch number and returns the rate.

@@ -335,6 +335,8 @@ class MLP:
         X : array-like of shape (N, D)
         Y : array-like of shape (N,) or (N, K)
         sample_weight : array-like of shape (N,), optional
+            Scaled to mean 1 over the rows trained on; a batch of B rows has the loss
+            sum_i w_i l_i / B (+ the L2 term over B). See :func:`mlpcore.fit`.
         validation_data : (X_val, Y_val) or (X_val, Y_val, sample_weight_val), optional
             Evaluated after every epoch into ``history["val_loss"]`` and
             ``history["val_score"]``; with ``early_stopping`` it is what is monitored.
@@ -367,7 +369,9 @@ class MLP:
         pass ``classes`` (all labels that will ever occur) unless this first Y holds them all.
         Samples are visited in batches of ``batch_size`` (shuffled if ``shuffle``), so feeding
         the data in chunks with ``shuffle=False`` gives the same weights as one epoch of
-        :meth:`fit` when the chunks end on batch boundaries.
+        :meth:`fit` when the chunks end on batch boundaries. ``sample_weight`` is scaled to
+        mean 1 over each call's samples (with weights, the chunks then match one epoch of
+        :meth:`fit` when their weights have the same mean).
         """
         if not self.optimizer.stochastic:
             raise ValueError("partial_fit needs a stochastic optimizer (sgd, momentum, "

@@ -190,19 +190,23 @@ def update(rule, params, grads, state, lr, momentum=0.9, beta1=0.9, beta2=0.999,
 
 
 def optimizer_epochs(rule, Ws, bs, X, Y, hidden, output, loss_name, batch_size, lr, epochs=1,
-                     alpha=0.0, **settings):
+                     alpha=0.0, sw=None, **settings):
     """``epochs`` epochs of ``rule`` over the rows in order (no shuffling); new (Ws, bs).
 
-    ``settings``: ``momentum``, ``beta1``, ``beta2``, ``eps`` of :func:`update`.
+    ``sw``: sample weights, under mlpcore's rule (scaled to mean 1 over X, every batch of B
+    rows divided by B; see :func:`train_epoch`). ``settings``: ``momentum``, ``beta1``,
+    ``beta2``, ``eps`` of :func:`update`.
     """
     Ws = [W.copy() for W in Ws]
     bs = [b.copy() for b in bs]
     params = Ws + bs
     state = new_state(params)
+    w = None if sw is None else mean_one(sw).astype(X.dtype)
     for _ in range(epochs):
         for start in range(0, len(X), batch_size):
             rows = slice(start, start + batch_size)
+            n_b = len(X[rows]) if w is not None else None
             dWs, dbs = gradients(Ws, bs, X[rows], Y[rows], hidden, output, loss_name,
-                                 alpha=alpha)
+                                 None if w is None else w[rows], alpha=alpha, n=n_b)
             update(rule, params, dWs + dbs, state, lr, **settings)
     return Ws, bs

@@ -81,7 +81,7 @@ def split(net, theta, sizes):
 
 
 def train(threads, sizes, n, batch, dtype, rule="sgd", epochs=2, sw=False, alpha=0.0,
-          hidden="sigmoid", shuffle=True):
+          hidden="sigmoid", shuffle=True, normalize="rows"):
     """theta, losses and the engine threads that ran, after `epochs` epochs on `threads`."""
     X, Y, Ws, bs = problem(sizes, n, dtype)
     net = network(sizes, hidden)
@@ -96,7 +96,8 @@ def train(threads, sizes, n, batch, dtype, rule="sgd", epochs=2, sw=False, alpha
             order = np.random.default_rng(epoch).permutation(n) if shuffle else None
             results.append(_engine.train_epoch(net, ws, theta, X, Y, weights, order, batch,
                                                rule, 0.05, alpha=alpha, momentum=0.9,
-                                               state1=s1, state2=s2, t=10 * epoch))
+                                               state1=s1, state2=s2, t=10 * epoch,
+                                               normalize=normalize))
             ran.add(len(_engine.last_region_blas_threads()))
     finally:
         _engine.set_num_threads(1)
@@ -135,7 +136,9 @@ def test_blas_computes_each_row_of_a_product_independently_of_the_split():
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c}")
-@pytest.mark.parametrize("options", [{}, {"sw": True, "alpha": 1e-3}], ids=["plain", "sw+L2"])
+@pytest.mark.parametrize("options", [{}, {"sw": True, "alpha": 1e-3},
+                                     {"sw": True, "alpha": 1e-3, "normalize": "weights"}],
+                         ids=["plain", "sw+L2", "sw+L2 by weight"])
 def test_weights_are_bit_identical_for_any_thread_count(parallel, case, options):
     sizes, n, batch, dtype, rule = case
     batch = batch or n

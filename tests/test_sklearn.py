@@ -125,8 +125,7 @@ def test_full_fits_match_scikit_learn(task):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
     assert ours.n_iter_ == theirs.n_iter_
     assert ours.out_activation_ == theirs.out_activation_
-    if task != "sample_weight":  # documented: the loss is averaged by batch weight
-        assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
     if task == "early_stopping":
         assert ours.validation_scores_ == pytest.approx(theirs.validation_scores_)
         assert ours.best_validation_score_ == theirs.best_validation_score_

@@ -19,11 +19,13 @@ attribute scikit-learn's ``fit`` sets (``_coef_indptr`` and ``_intercept_indptr`
 L-BFGS included) is set. scikit-learn's own ``neural_network/tests/test_mlp.py`` passes
 against these classes (``tests/test_sklearn_upstream.py``).
 
+Sample weights follow scikit-learn's rule, not mlpcore's: each batch's loss and gradient are
+divided by the batch's total sample weight (the engine's ``normalize="weights"``), weights of
+any sign are taken as scikit-learn takes them, ``loss_`` averages the batch losses by batch
+length, and a batch whose weights sum to zero raises scikit-learn's ``ZeroDivisionError``.
+
 Known differences:
 
-* With ``sample_weight``, ``loss_`` and ``loss_curve_`` average the batch losses weighted by
-  the batches' total sample weights; scikit-learn weights them by batch length. The weights
-  trained are the same.
 * float32 inputs keep float32 weights with every solver (scikit-learn's L-BFGS returns
   float64 weights).
 * Sparse inputs are converted to dense arrays, batch by batch for prediction and whole for
@@ -227,7 +229,7 @@ class _EngineNumerics:
             net, workspace, theta, X, Y, sw, sample_idx if self.shuffle else None,
             batch_size, rule, lr, alpha=self.alpha, momentum=self.momentum,
             beta1=self.beta_1, beta2=self.beta_2, epsilon=self.epsilon, state1=s1,
-            state2=s2, t=t, penalty_out=penalty)
+            state2=s2, t=t, penalty_out=penalty, normalize="weights")
         if status == _engine.EPOCH_DIVERGED:
             updates = -(-X.shape[0] // batch_size)  # scikit-learn applies every batch
         self._adam_steps(rule, updates)
@@ -243,9 +245,21 @@ class _EngineNumerics:
                     array[:] = np.nan
             self.loss_ = np.nan
             return True
+        # loss_sum is sum_b B_b J_b (J_b divided by the batch's weight), penalty[0] its L2
+        # part: scikit-learn's accumulated_loss, before the data part's division by K.
         data_loss = (loss_sum - penalty[0]) / scale + penalty[0]
-        self.loss_ = data_loss / (weight_sum if sw is not None else X.shape[0])
+        self.loss_ = data_loss / X.shape[0]
         return False
+
+    @staticmethod
+    def _check_batch_weights(sw, sample_idx, batch_size, shuffle):
+        """scikit-learn's ZeroDivisionError (np.average's) for a batch of zero total weight,
+        raised before the epoch instead of at that batch."""
+        if sw is None:
+            return
+        rows = sw[sample_idx] if shuffle else sw
+        if (np.add.reduceat(rows, np.arange(0, len(rows), batch_size)) == 0).any():
+            raise ZeroDivisionError("Weights sum to zero, can't be normalized")
 
     def _fit_stochastic(self, X, y, sample_weight, activations, deltas, coef_grads,
                         intercept_grads, layer_units, incremental):
@@ -304,6 +318,7 @@ class _EngineNumerics:
                         self.loss_ = np.nan
                         self._adam_steps(rule, -(-X.shape[0] // batch_size))
                     else:
+                        self._check_batch_weights(sw, sample_idx, batch_size, self.shuffle)
                         diverged = self._stochastic_epoch(
                             net, workspace, theta, X, Y, sw, sample_idx, batch_size, rule,
                             s1, s2, penalty, scale)
@@ -377,6 +392,8 @@ class _EngineNumerics:
         workspace = _engine.Workspace(net, min(X.shape[0], _engine.CHUNK_ROWS), X.dtype)
         scale = self._loss_scale()
         w_total = X.shape[0] if sw is None else float(sw.sum(dtype=np.float64))
+        if w_total == 0:  # scikit-learn's (np.average's) error
+            raise ZeroDivisionError("Weights sum to zero, can't be normalized")
 
         def loss_and_gradient(x):
             theta[:] = x
