@@ -333,3 +333,38 @@ def test_drop_in_regressor_weights_match_at_batch_size_one():
     for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.01])
+def test_blocked_per_sample_training_with_zero_and_large_weights_matches_the_rule(rng, alpha):
+    # A first layer of >= GRAM_MIN_WEIGHTS weights: per-sample SGD runs in Gram blocks.
+    n, d, m = _engine.GRAM_BLOCK + 9, 200, 90
+    X = rng.normal(size=(n, d)) * 0.2
+    y = rng.integers(0, 3, n)
+    Y = np.eye(3)[y]
+    Ws = [rng.normal(scale=0.1, size=(d, m)), rng.normal(scale=0.1, size=(m, 3))]
+    bs = [rng.normal(scale=0.1, size=m), rng.normal(scale=0.1, size=3)]
+    sw = rng.random(n) + 0.5
+    sw[[0, 5, 6, 33]] = 0
+    sw[[2, 20]] = 30.0
+    model = core_fit(X, y, Ws, bs, batch_size=1, alpha=alpha, sample_weight=sw,
+                     learning_rate=0.02)
+    assert model._workspace.gram_block > 0
+    want, losses = reference_epochs(X, Y, Ws, bs, 1, lr=0.02, sw=sw, alpha=alpha)
+    np.testing.assert_allclose(theta(model), want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(model.history["loss"], losses, rtol=1e-10)
+
+
+def test_drop_in_blocked_per_sample_path_matches_scikit_learn_with_negative_weights():
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(50, 120)) * 0.3
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)
+    sw = rng.random(50) + 0.3
+    sw[::4] *= -1
+    kw = dict(hidden_layer_sizes=(150,), random_state=0, max_iter=2, batch_size=1,
+              solver="sgd", momentum=0.0, learning_rate_init=0.005, alpha=1e-2)
+    assert 120 * 150 >= _engine.GRAM_MIN_WEIGHTS
+    ours, theirs = fit_both("MLPClassifier", X, y, sw, **kw)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
