@@ -403,3 +403,18 @@ def test_a_worker_killed_mid_fit_does_not_stop_training_and_changes_nothing(clie
     np.testing.assert_array_equal(faulty._theta, clean._theta)
     assert faulty.history["loss"] == clean.history["loss"]
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
+
+
+def test_weighted_model_averaging_on_one_partition_is_the_single_machine_rule(client):
+    # mlpcore's weight rule on the cluster: the weights scaled to mean 1 over the training
+    # set (here 1e6:1 weights at batch size 1, where the old rule cancelled them).
+    X, y = data(n=120, seed=21)
+    sw = np.where(np.arange(len(y)) % 4 == 0, 1e6, 1.0)
+    kw = dict(hidden=(5,), batch_size=1, epochs=2, seed=22, learning_rate=0.01, alpha=0.01,
+              sample_weight=sw)
+    ref = mlpcore.fit(X, y, **kw)
+    kw["sample_weight"] = da.from_array(sw, chunks=len(y))
+    model = mlpcore.dask.fit(*dask_xy(X, y, len(y)), client=client, **kw)
+    np.testing.assert_allclose(model._theta, ref._theta, rtol=1e-9, atol=1e-11)
+    plain = mlpcore.fit(X, y, **{**kw, "sample_weight": None})
+    assert np.abs(ref._theta - plain._theta).max() > 1e-3

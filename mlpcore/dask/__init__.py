@@ -26,6 +26,7 @@ from mlpcore._base import batch_rows
 from mlpcore._model import MLP
 from mlpcore._scaling import Scaling
 from mlpcore._training import train
+from mlpcore._validation import mean_one
 from mlpcore.dask import _data
 from mlpcore.dask._methods import Cluster, DistributedGD, DistributedLBFGS, ModelAveraging
 
@@ -218,7 +219,9 @@ def _fit(client, model, X, Y, sample_weight, validation_data, sync_every, persis
         pieces = client.gather(client.compute(val_parts))
         Xv = np.concatenate([p[0] for p in pieces])
         Yv = np.concatenate([p[1] for p in pieces])
-        swv = None if pieces[0][2] is None else np.concatenate([p[2] for p in pieces])
+        # Mean 1 over the validation rows, as the single machine's split (see MLP._train).
+        swv = None if pieces[0][2] is None else mean_one(
+            np.concatenate([p[2] for p in pieces]), model.dtype)
         validation = (Xv, Yv, swv)
     cluster = Cluster(client, parts, persist, rows, weights)
     epochs = model.epochs

@@ -5,7 +5,10 @@ Why partition sums give the full-data J and gradient
 ----------------------------------------------------
 The engine's cost over rows I with weights w_i (1 without sample weights) is
 
-    J(theta) = ( sum_{i in I} w_i l_i(theta) + alpha/2 sum_l ||W_l||^2 ) / W,   W = sum_i w_i.
+    J(theta) = ( sum_{i in I} w_i l_i(theta) + alpha/2 sum_l ||W_l||^2 ) / W,   W = sum_i w_i,
+
+with the weights scaled to mean 1 over the N rows trained on (mlpcore's rule), so W = N: the
+client computes J = (S N / W + alpha/2 sum_l ||W_l||^2) / N from the raw partition sums.
 
 The rows are split into disjoint partitions I_1, ..., I_P. Each partition p computes, with the
 compiled engine at the broadcast parameters and with ``alpha = 0``,
@@ -17,7 +20,7 @@ and returns the *sums* (W_p J_p, W_p g_p, W_p) = (S_p, G_p, W_p), not the means.
 over partitions in a fixed order (by partition index, in a fixed tree) gives S, G and W of
 the whole data, and the client adds the penalty once:
 
-    J = (S + alpha/2 sum_l ||W_l||^2) / W,    grad J = G / W + (alpha / W) [W_l; 0 for biases].
+    J = (S N / W + alpha/2 sum_l ||W_l||^2) / N,  grad J = G / W + (alpha / N) [W_l; 0 for biases].
 
 Up to floating-point rounding (the order of the sums) this is what ``_engine.loss_gradient``
 computes on the gathered data; and it is the same whatever the number of workers and
@@ -41,8 +44,9 @@ Stochastic way
 (``_engine.train_epoch``) from the same parameters and optimizer state for ``sync_every``
 epochs (or a fraction of one), then the parameters theta, the optimizer state arrays
 (velocity, Adam's moments) and the step count are averaged, weighted by the partitions'
-sample weight sums: theta <- sum_p (W_p / W) theta_p. With one partition the weight is 1
-and the result is exactly the single-machine training.
+sample weight sums: theta <- sum_p (W_p / W) theta_p. Each partition trains with its weights
+times N / W (mean 1 over the whole training set, mlpcore's rule). With one partition the
+weight is 1 and the result is the single-machine training (exactly without sample weights).
 """
 
 import contextlib
@@ -237,20 +241,22 @@ def _weight_mask(network):
     return mask
 
 
-def full_loss(model, S, W):
-    """J = (S + alpha/2 sum ||W_l||^2) / W at the model's parameters."""
+def full_loss(model, S, W, N):
+    """J = (S N / W + alpha/2 sum ||W_l||^2) / N at the model's parameters: the single
+    machine's J with the weights scaled to mean 1 over the N rows trained on (sum_i w_i =
+    W becomes N; without weights W = N and this is (S + penalty) / N)."""
     penalty = 0.5 * model.alpha * _engine.penalty(model._network, model._theta) \
         if model.alpha != 0 else 0.0
-    return (S + penalty) / W
+    return (S * (N / W) + penalty) / N
 
 
-def full_gradient(model, G, W, mask):
-    """grad J = G / W + (alpha / W) W_l on the weights, in the model's dtype, as the engine
-    forms it (``add_weight_decay``: grad + (alpha / W) theta, rounded to the dtype)."""
+def full_gradient(model, G, W, N, mask):
+    """grad J = G / W + (alpha / N) W_l on the weights, in the model's dtype, as the engine
+    forms it (``add_weight_decay``: grad + (alpha / N) theta, rounded to the dtype)."""
     dtype = model.dtype.type
     grad = (G * (1 / W)).astype(model.dtype)
     if model.alpha != 0:
-        grad[mask] = grad[mask] + dtype(model.alpha / W) * model._theta[mask]
+        grad[mask] = grad[mask] + dtype(model.alpha / N) * model._theta[mask]
     return grad
 
 
@@ -267,7 +273,7 @@ class _Distributed:
 
     def loss(self):
         S, W = self.cluster.loss(self.model._theta, self.model._network, self.model.n_threads)
-        return full_loss(self.model, S, W)
+        return full_loss(self.model, S, W, self.n_samples)
 
     def _report(self):
         if self.model.verbose:
@@ -301,10 +307,10 @@ class DistributedGD(_Distributed):
             return Step("interrupted", samples=0,
                         message="the model keeps the parameters of the last complete iteration")
         self._report()
-        loss = full_loss(m, S, W)
+        loss = full_loss(m, S, W, self.n_samples)
         if not math.isfinite(loss):
             return Step("diverged")
-        grad = full_gradient(m, G, W, self.mask)
+        grad = full_gradient(m, G, W, self.n_samples, self.mask)
         apply_rule(m.optimizer, m._theta, grad, learning_rate)
         return Step("done", loss, self.n_samples)
 
@@ -368,7 +374,8 @@ class DistributedLBFGS(_Distributed, LBFGSIterations):
         m._theta[:] = x
         S, G, W = self.cluster.loss_gradient(m._theta, m._network, m.n_threads)
         self._report()
-        return full_loss(m, S, W), full_gradient(m, G, W, self.mask).astype(np.float64)
+        return (full_loss(m, S, W, self.n_samples),
+                full_gradient(m, G, W, self.n_samples, self.mask).astype(np.float64))
 
     def threads(self):
         return contextlib.nullcontext()
@@ -415,7 +422,7 @@ def part_train(part, start, spec):
     n = len(X)
     out = {"theta": theta, "state": state, "t": t, "rng": None, "loss_sum": 0.0,
            "weight_sum": 0.0, "status": _engine.EPOCH_DONE, "segment": start["segment"],
-           "order": start.get("order")}
+           "order": start.get("order"), "share": 0.0}
     if n == 0:
         out["rng"] = rng.bit_generator.state
         out["segment"] = (start["segment"] + 1) % spec["segments"]
@@ -438,6 +445,9 @@ def part_train(part, start, spec):
         out.update(rng=rng.bit_generator.state, order=order,
                    segment=(segment + 1) % segments)
         return out
+    share = float(len(Xs) if sws is None else np.sum(sws, dtype=np.float64))
+    if sws is not None:  # mean 1 over the whole training set, as on one machine
+        sws = np.ascontiguousarray(sws * spec["weight_scale"], dtype=sws.dtype)
     batch = min(batch, len(Xs))
     network = spec["network"]
     ws = _workspace(network, batch, theta.dtype)
@@ -449,7 +459,7 @@ def part_train(part, start, spec):
             state2=states[1], t=t, **spec["constants"])
     out.update(theta=theta, state=state, t=t + int(updates), rng=rng.bit_generator.state,
                loss_sum=loss_sum, weight_sum=weight_sum, status=status, order=order,
-               segment=(segment + 1) % segments)
+               segment=(segment + 1) % segments, share=share)
     return out
 
 
@@ -513,7 +523,7 @@ class ModelAveraging(_Distributed):
                 "shuffle": m.shuffle, "rule": opt.rule, "lr": learning_rate, "alpha": m.alpha,
                 "constants": {k: v for k, v in opt.engine_args(learning_rate).items()
                               if k in ("momentum", "beta1", "beta2", "epsilon")},
-                "n_threads": m.n_threads}
+                "n_threads": m.n_threads, "weight_scale": self.n_samples / self.weight}
         self.taken += 1
         sync = self.taken % self.every == 0 or self.taken == self.epochs
         loss_sum = weight_sum = 0.0
@@ -555,7 +565,7 @@ class ModelAveraging(_Distributed):
         Partitions that did not train (no weight) keep their share out of it.
         """
         m, opt = self.model, self.model.optimizer
-        weights = np.array([r["weight_sum"] for r in results], dtype=np.float64)
+        weights = np.array([r["share"] for r in results], dtype=np.float64)
         self.rngs = [r["rng"] for r in results]
         total = weights.sum()
         if not total > 0:
