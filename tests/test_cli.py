@@ -733,3 +733,21 @@ def test_task_classification_classifies_numeric_labels(cli, tmp_path, rng):
     assert proc.returncode == 0, proc.stderr
     model = mlpcore.load(tmp_path / "c.npz")
     assert model.classes.tolist() == [0.0, 1.0, 2.0] and model.task == "classification"
+
+
+def test_train_on_a_local_dask_cluster_gives_the_one_process_model(cli, blobs_csv, tmp_path):
+    pytest.importorskip("distributed", reason="mlpcore[dask] is in the test extra")
+    common = ["train", blobs_csv, "--target", "species", "--hidden", "6", "--epochs", "15",
+              "--batch-size", "full", "--learning-rate", "0.5", "--seed", "0",
+              "--validation-split", "none"]
+    alone = cli(*common, "--output", tmp_path / "alone.npz")
+    assert alone.returncode == 0, alone.stderr
+    clustered = cli(*common, "--workers", "2", "--output", tmp_path / "cluster.npz")
+    assert clustered.returncode == 0, clustered.stderr
+    a, b = mlpcore.load(tmp_path / "alone.npz"), mlpcore.load(tmp_path / "cluster.npz")
+    for wa, wb in zip(a.weights + a.biases, b.weights + b.biases):
+        np.testing.assert_allclose(wb, wa, rtol=1e-10, atol=1e-12)
+    assert a.history["loss"] == pytest.approx(b.history["loss"], rel=1e-10)
+    proc = cli("train", blobs_csv, "--target", "species", "--workers", "2", "--scheduler",
+               "tcp://127.0.0.1:1")
+    assert proc.returncode == 2 and "not allowed with argument" in proc.stderr

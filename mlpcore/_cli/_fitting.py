@@ -219,6 +219,41 @@ def describe_network(sizes, task, opts, n_train, dtype, *, multilabel=False):
             f"{rule}, L2 alpha {opts.alpha:g}, {seed}, {dtype}")
 
 
+def _fit_call(opts):
+    """``mlpcore.fit``, or with --workers/--scheduler the same call on a Dask cluster: X is
+    cut into two row blocks per worker and ``mlpcore.dask.fit`` trains on them."""
+    workers, scheduler = getattr(opts, "workers", None), getattr(opts, "scheduler", None)
+    if workers is None and scheduler is None:
+        return mlpcore.fit
+    try:
+        import dask.array as da
+        from distributed import Client, LocalCluster
+
+        from mlpcore.dask import fit as dask_fit
+    except ImportError:
+        flag = "--workers" if workers is not None else "--scheduler"
+        raise CLIError(f"{flag} needs Dask: pip install \"mlpcore[dask]\"", EXIT_USAGE) from None
+
+    def fit_on_cluster(X, y, **kwargs):
+        if scheduler is not None:
+            client, cluster = Client(scheduler, timeout="30s"), None
+        else:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0")
+            client = Client(cluster)
+        try:
+            n_blocks = 2 * len(client.scheduler_info()["workers"]) or 2
+            rows = -(-len(X) // n_blocks)
+            return dask_fit(da.from_array(X, chunks=(rows, X.shape[1])), y, client=client,
+                            **kwargs)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+    return fit_on_cluster
+
+
 def fit_with_options(X, y, opts, *, progress, validation=None):
     """Call :func:`mlpcore.fit` with the options.
 
@@ -269,7 +304,7 @@ def fit_with_options(X, y, opts, *, progress, validation=None):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            model = mlpcore.fit(X, y, **kwargs)
+            model = _fit_call(opts)(X, y, **kwargs)
         except (ValueError, TypeError) as exc:
             # A refused keyword is a usage error, said with the flag that set it.
             message, named = in_flag_terms(exc)

@@ -92,6 +92,14 @@ def add_parser(subparsers):
                    help="learning-rate schedule (fit's default: constant)")
     g.add_argument("--class-weight", choices=("balanced",), default=None,
                    help="weight classes inversely to their frequency")
+    c = p.add_argument_group("on a Dask cluster (pip install \"mlpcore[dask]\")")
+    c = c.add_mutually_exclusive_group()
+    c.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="train with mlpcore.dask on a local cluster of N single-threaded "
+                        "worker processes (full batch and lbfgs give the one-process result)")
+    c.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="train with mlpcore.dask on the cluster at ADDRESS, e.g. "
+                        "tcp://scheduler:8786")
     p.add_argument("-o", "--output", default="model.npz", metavar="PATH",
                    help="where to save the model (default model.npz)")
     p.add_argument("--plot", metavar="PATH",
