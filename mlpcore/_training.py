@@ -51,10 +51,12 @@ class Step:
 
     Attributes
     ----------
-    status : {'done', 'interrupted', 'diverged', 'finished'}
-        'done': a complete step; 'interrupted': Ctrl-C inside it (the parameters are those
-        of its last complete update); 'diverged': the method saw non-finite numbers;
-        'finished': the method had no further step to take (L-BFGS converged or gave up).
+    status : {'done', 'done, then interrupted', 'interrupted', 'diverged', 'finished'}
+        'done': a complete step; 'done, then interrupted': a complete step, with Ctrl-C
+        pressed after its last update (recorded, then training stops); 'interrupted':
+        Ctrl-C inside it (the parameters are those of its last complete update);
+        'diverged': the method saw non-finite numbers; 'finished': the method had no
+        further step to take (L-BFGS converged or gave up).
     loss : float
         The training loss the step reports (mean batch loss, or J at the new iterate).
     samples : int
@@ -110,7 +112,7 @@ class CompiledEpochs:
         if status == _engine.EPOCH_INTERRUPTED:
             visited, complete = self._visited(order, updates)
             if complete:  # Ctrl-C came after the epoch's last batch: the epoch is whole
-                return Step("done", loss, n, message="interrupted after the epoch")
+                return Step("done, then interrupted", loss, n)
             return Step("interrupted", samples=visited,
                         message="the model keeps the parameters of the last complete batch")
         if status == _engine.EPOCH_DIVERGED:
@@ -318,7 +320,7 @@ def train(model, method, epochs, validation=None, incremental=False):
                 pending = (epoch, step.loss, lr, step.samples)
                 logs = record(*pending)
                 pending = None
-                if step.message == "interrupted after the epoch":
+                if step.status == "done, then interrupted":
                     result.stop_reason = "interrupted"
                     warn(f"training interrupted by the user at the end of epoch {epoch}",
                          TrainingInterruptedWarning)
