@@ -419,15 +419,20 @@ class MLP:
     @property
     def weights(self):
         """Weight matrices, views into the parameter vector (writing to them changes the model)."""
-        self._require_built()
-        return [self._theta[w].reshape(fi, fo) for (w, _), fi, fo in
-                zip(self._network.layer_slices(), self.sizes[:-1], self.sizes[1:])]
+        return self._layers(self._theta)[0]
 
     @property
     def biases(self):
         """Bias vectors, views into the parameter vector."""
+        return self._layers(self._theta)[1]
+
+    def _layers(self, flat):
+        """``(weights, biases)``: per-layer views into a vector laid out like the parameters
+        (W_1 row-major, b_1, W_2, ...)."""
         self._require_built()
-        return [self._theta[b] for _, b in self._network.layer_slices()]
+        sizes, slices = self.sizes, self._network.layer_slices()
+        return ([flat[w].reshape(fi, fo) for (w, _), fi, fo in
+                 zip(slices, sizes[:-1], sizes[1:])], [flat[b] for _, b in slices])
 
     def __repr__(self):
         if self._network is None:
@@ -510,10 +515,7 @@ class MLP:
         X, Ym, sw = self._prepare(X, Y, sample_weight)
         grad = np.empty_like(self._theta)
         _engine.loss_gradient(self._network, self._theta, X, Ym, sw, self.alpha, grad)
-        gw = [grad[w].reshape(fi, fo) for (w, _), fi, fo in
-              zip(self._network.layer_slices(), self.sizes[:-1], self.sizes[1:])]
-        gb = [grad[b] for _, b in self._network.layer_slices()]
-        return gw, gb
+        return self._layers(grad)
 
     def score(self, X, Y, sample_weight=None):
         """Accuracy (classification) or the coefficient of determination R^2 (regression).
