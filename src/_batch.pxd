@@ -30,11 +30,7 @@ from _losses cimport output_delta, output_delta_rows
 from _updates cimport SGD, UpdateCoefficients, UpdateRule, apply_step, next_step
 from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, gather_rows,
                        l2_penalty, split_range, get_fpenv, restore_fpenv, tuner_pick,
-                       tuner_record, now_seconds)
-
-cdef extern from "_blasctl.h" nogil:
-    # The BLAS thread count (SciPy's OpenBLAS), -1 when it cannot be read; see _blasctl.h.
-    int blas_get_threads "mlpcore_blas_get_threads" ()
+                       tuner_record, now_seconds, note_blas_threads)
 
 cdef struct Pass:
     # One forward/backward pass over n rows, as the threads share it.
@@ -191,8 +187,7 @@ cdef inline void rows_phase(const Net* net, const floating* theta, const Data* d
     cdef const floating* y = <const floating*> ps.y
     cdef const floating* sw = <const floating*> ps.sw
     cdef unsigned int fpenv
-    if team.blas_seen != NULL:
-        team.blas_seen[p] = blas_get_threads()
+    note_blas_threads(team, p)
     split_range(ps.n, ps.n_threads, team.align, p, &lo, &hi)
     n = hi - lo
     if n <= 0:

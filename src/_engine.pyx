@@ -23,13 +23,12 @@ from _updates cimport (SGD, MOMENTUM, NESTEROV, ADAM, UpdateRule, UpdateCoeffici
                        next_step, update_row)
 from _network cimport (Net, Data, Buffers, Progress, Team, Tuner, DONE, DIVERGED, INTERRUPTED,
                        l2_penalty, split_range, flush_subnormals, restore_fpenv, get_fpenv,
-                       tuner_reset)
+                       tuner_reset, blas_get_threads, note_blas_threads)
 from _batch cimport add_weight_decay, forward_pass, pass_gradient, pass_threads, run_batches
 from _per_sample cimport run_samples, run_samples_blocked
 
 cdef extern from "_blasctl.h" nogil:
     int blas_find "mlpcore_blas_find" (void* fn)
-    int blas_get_threads "mlpcore_blas_get_threads" ()
     void blas_set_threads "mlpcore_blas_set_threads" (int n)
 
 cdef extern from "_vmath.h" nogil:
@@ -476,8 +475,7 @@ cdef inline void _forward_block(const Net* net, const floating* theta, const flo
     """Thread p's block of rows of a forward pass split among t threads."""
     cdef Py_ssize_t lo, hi
     cdef unsigned int fpenv
-    if team.blas_seen != NULL:
-        team.blas_seen[p] = blas_get_threads()
+    note_blas_threads(team, p)
     split_range(n, t, team.align, p, &lo, &hi)
     if hi > lo:
         fpenv = get_fpenv()

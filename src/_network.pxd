@@ -95,6 +95,11 @@ cdef struct Tuner:
     int burst           # passes left in the current try (the first is not measured)
 
 
+cdef extern from "_blasctl.h" nogil:
+    # The BLAS thread count (SciPy's OpenBLAS), -1 when it cannot be read; see _blasctl.h.
+    int blas_get_threads "mlpcore_blas_get_threads" ()
+
+
 cdef struct Team:
     # The threads of the engine's parallel passes (see _batch.pxd).
     int n_threads       # at most this many OpenMP threads; BLAS runs single-threaded inside
@@ -103,6 +108,12 @@ cdef struct Team:
     Py_ssize_t split_min_weights  # a W_l this small has its gradient formed by one thread
     int* blas_seen      # n_threads entries: BLAS threads seen inside the region, or NULL
     Tuner* tuner        # NULL: always split passes that are large enough
+
+
+cdef inline void note_blas_threads(const Team* team, int p) noexcept nogil:
+    """Record, for the tests, the BLAS thread count thread p sees inside a parallel region."""
+    if team.blas_seen != NULL:
+        team.blas_seen[p] = blas_get_threads()
 
 
 # Tuner constants. The first TUNER_WARMUP passes with each option are not measured (thread

@@ -12,10 +12,7 @@ from _losses cimport sample_delta, sample_loss
 from _updates cimport SGD, UpdateCoefficients, UpdateRule, next_step, update_row
 from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, gather_rows,
                        l2_penalty, split_range, get_fpenv, restore_fpenv, tuner_pick,
-                       tuner_record, now_seconds)
-
-cdef extern from "_blasctl.h" nogil:
-    int blas_get_threads "mlpcore_blas_get_threads" ()
+                       tuner_record, now_seconds, note_blas_threads)
 
 
 cdef inline void add_rows(floating* z, const floating* W, const floating* a, Py_ssize_t fan_in,
@@ -194,8 +191,7 @@ cdef inline void block_products(const floating* xb, const floating* W0, floating
     cdef Py_ssize_t lo, hi
     cdef unsigned int fpenv = get_fpenv()
     restore_fpenv(caller_fpenv)
-    if team.blas_seen != NULL:
-        team.blas_seen[p] = blas_get_threads()
+    note_blas_threads(team, p)
     split_range(kb, t, team.align, p, &lo, &hi)
     if hi > lo:
         gemm(False, False, hi - lo, m, d, 1, xb + lo * d, d, W0, m, 0, zb + lo * m, m)
