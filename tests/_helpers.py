@@ -102,3 +102,14 @@ def archive(members):
         for name, data in members.items():
             z.writestr(name, data)
     return buffer.getvalue()
+
+
+def onnx_session(proto):
+    """An onnxruntime session for an ONNX ``ModelProto``, on one CPU thread."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(proto.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])

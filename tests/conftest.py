@@ -1,5 +1,6 @@
 import os
 import pathlib
+import subprocess
 import sys
 
 import numpy as np
@@ -18,6 +19,27 @@ settings.register_profile("ci", max_examples=50, derandomize=True, deadline=None
 settings.register_profile("thorough", max_examples=500, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+class InProcess:
+    """``mlpcore.__main__.main`` in this process: exit status, stdout, stderr."""
+
+    def __init__(self, capsys):
+        self.capsys = capsys
+
+    def __call__(self, *args):
+        from mlpcore import _cli
+
+        status = _cli.main([str(a) for a in args])
+        out, err = self.capsys.readouterr()
+        return subprocess.CompletedProcess(args, status, out, err)
+
+
+@pytest.fixture
+def cli(capsys, tmp_path, monkeypatch):
+    """The command line, run in this process from a fresh folder (tmp_path)."""
+    monkeypatch.chdir(tmp_path)
+    return InProcess(capsys)
 
 
 @pytest.fixture

@@ -79,24 +79,6 @@ def parse_percent(text, label):
     return float(m.group(1)) / 100
 
 
-class InProcess:
-    """``mlpcore.__main__.main`` in this process: exit status, stdout, stderr."""
-
-    def __init__(self, capsys):
-        self.capsys = capsys
-
-    def __call__(self, *args):
-        status = _cli.main([str(a) for a in args])
-        out, err = self.capsys.readouterr()
-        return subprocess.CompletedProcess(args, status, out, err)
-
-
-@pytest.fixture
-def cli(capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return InProcess(capsys)
-
-
 # -- digits ---------------------------------------------------------------------------------
 def test_digits_job_reaches_97_percent_and_saves_a_raw_pixel_model(tmp_path):
     proc = run(["digits", "--output", "digits-model.npz"], tmp_path)

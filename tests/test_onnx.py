@@ -7,12 +7,12 @@ import sys
 
 import numpy as np
 import onnx
-import onnxruntime as ort
+import onnxruntime  # noqa: F401 (the graphs run under it: a missing one fails here)
 import pandas as pd
 import pytest
 
 import mlpcore
-from mlpcore import _cli
+from _helpers import onnx_session
 
 HIDDEN = ["identity", "sigmoid", "tanh", "relu"]
 # Every output/loss pairing the model accepts (mlpcore._base.check_output_loss).
@@ -22,16 +22,8 @@ PAIRS = [("identity", "mse"), ("sigmoid", "mse"), ("sigmoid", "cross_entropy"),
 TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
 
 
-def session(proto):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(proto.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
-
-
 def run_graph(proto, X):
-    sess = session(proto)
+    sess = onnx_session(proto)
     names = [o.name for o in sess.get_outputs()]
     dtype = np.float64 if "double" in sess.get_inputs()[0].type else np.float32
     return dict(zip(names, sess.run(None, {"X": np.asarray(X, dtype=dtype)})))
@@ -271,22 +263,7 @@ def test_core_package_imports_no_optional_dependency_and_explains_a_missing_onnx
     assert "pip install 'mlpcore[onnx]'" in out.stdout
 
 
-# -- the command line ------------------------------------------------------------------------
-class InProcess:
-    def __init__(self, capsys):
-        self.capsys = capsys
-
-    def __call__(self, *args):
-        status = _cli.main([str(a) for a in args])
-        out, err = self.capsys.readouterr()
-        return status, out, err
-
-
-@pytest.fixture
-def cli(capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return InProcess(capsys)
-
+# -- the command line (the cli fixture is in conftest.py) ---------------------------------
 
 @pytest.mark.parametrize("scale", ["standard", "minmax"])
 def test_export_of_a_model_trained_with_folded_scaling(cli, tmp_path, scale):
@@ -301,13 +278,13 @@ def test_export_of_a_model_trained_with_folded_scaling(cli, tmp_path, scale):
             writer = csv.writer(f)
             writer.writerow(["a", "b", "c", target])
             writer.writerows([*map(float, x), t] for x, t in zip(X, y.tolist()))
-        status, out, err = cli("train", f"{target}.csv", "--target", target, "--scale", scale,
-                               "--epochs", "30", "--seed", "0", "--optimizer", "adam",
-                               "--learning-rate", "0.01", "--output", f"{target}.npz", "-q")
-        assert status == 0, err
-        status, out, err = cli("export", f"{target}.npz", f"{target}.onnx")
-        assert status == 0, err
-        assert f"written to {target}.onnx" in out
+        proc = cli("train", f"{target}.csv", "--target", target, "--scale", scale,
+                   "--epochs", "30", "--seed", "0", "--optimizer", "adam",
+                   "--learning-rate", "0.01", "--output", f"{target}.npz", "-q")
+        assert proc.returncode == 0, proc.stderr
+        proc = cli("export", f"{target}.npz", f"{target}.onnx")
+        assert proc.returncode == 0, proc.stderr
+        assert f"written to {target}.onnx" in proc.stdout
         model = mlpcore.load(tmp_path / f"{target}.npz")
         assert model.scaling is None  # folded into the weights, not kept as scaling
         graph = onnx.load(str(tmp_path / f"{target}.onnx"))
@@ -324,9 +301,9 @@ def test_export_of_a_model_trained_with_folded_scaling(cli, tmp_path, scale):
         else:
             assert model.score(frame, value) > 0.9
             np.testing.assert_allclose(got["predictions"], model.predict(frame), rtol=1e-5)
-        status, out, err = cli("export", f"{target}.npz", f"{target}64.onnx", "--dtype",
-                               "float64", "--opset", "13")
-        assert status == 0, err
+        proc = cli("export", f"{target}.npz", f"{target}64.onnx", "--dtype",
+                   "float64", "--opset", "13")
+        assert proc.returncode == 0, proc.stderr
         got = run_graph(onnx.load(str(tmp_path / f"{target}64.onnx")), X)
         key = "probabilities" if target == "label" else "predictions"
         expected = (model.predict_proba(frame) if target == "label" else
@@ -335,15 +312,16 @@ def test_export_of_a_model_trained_with_folded_scaling(cli, tmp_path, scale):
 
 
 def test_export_errors_are_one_line(cli, tmp_path):
-    status, out, err = cli("export", "missing.npz", "out.onnx")
-    assert status == 1 and err.startswith("mlpcore: error: no such model file")
+    proc = cli("export", "missing.npz", "out.onnx")
+    assert proc.returncode == 1 and proc.stderr.startswith("mlpcore: error: no such model file")
     X = np.random.default_rng(9).normal(size=(20, 2))
     mlpcore.fit(X, X[:, 0] > 0, hidden=(3,), epochs=1, seed=0).save(tmp_path / "m.npz")
-    status, out, err = cli("export", "m.npz", "out.onnx", "--opset", "5")
-    assert status == 2 and "opset must be between 13" in err
-    status, out, err = cli("export", "m.npz", "out.onnx", "--dtype", "float16")
-    assert status == 2 and "invalid choice" in err
-    status, out, err = cli("export", "m.npz", tmp_path / "no-such-dir" / "out.onnx")
-    assert status == 1 and "cannot write the graph" in err
-    status, out, err = cli("export", "--help")
-    assert status == 0 and "examples:" in out and "usage: mlpcore export" in out
+    proc = cli("export", "m.npz", "out.onnx", "--opset", "5")
+    assert proc.returncode == 2 and "opset must be between 13" in proc.stderr
+    proc = cli("export", "m.npz", "out.onnx", "--dtype", "float16")
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
+    proc = cli("export", "m.npz", tmp_path / "no-such-dir" / "out.onnx")
+    assert proc.returncode == 1 and "cannot write the graph" in proc.stderr
+    proc = cli("export", "--help")
+    assert proc.returncode == 0 and "examples:" in proc.stdout
+    assert "usage: mlpcore export" in proc.stdout

@@ -11,25 +11,18 @@ import numpy as np
 import pytest
 
 sklearn = pytest.importorskip("sklearn")
-import onnxruntime as ort  # noqa: E402
+import onnxruntime  # noqa: E402, F401 (the graphs run under it)
 import skl2onnx  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from _helpers import onnx_session  # noqa: E402
 from mlpcore.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
-
-
-def session(proto):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(proto.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
 
 
 def skl2onnx_outputs(estimator, X, options=None, dtype=np.float32):
     proto = skl2onnx.to_onnx(estimator, X[:1].astype(dtype), options=options)
-    sess = session(proto)
+    sess = onnx_session(proto)
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: X.astype(dtype)})))
 
