@@ -52,17 +52,19 @@ cdef struct Pass:
 
 cdef inline void forward_pass(const Net* net, const floating* theta, const floating* x,
                               Py_ssize_t n, floating** acts, Py_ssize_t row0=0,
-                              bint whole=True) noexcept nogil:
+                              bint whole=True, Py_ssize_t first_layer=0) noexcept nogil:
     """A_l = g_l(A_{l-1} W_l + b_l) for l = 1..L into rows row0.. of acts[l-1]; x is A_0 (n x D).
 
     ``whole`` says the n rows are the whole pass: only then does a single row go through gemv
-    (a block of a split pass always uses gemm, as the unsplit pass does).
+    (a block of a split pass always uses gemm, as the unsplit pass does). With
+    ``first_layer`` f > 0 the pass starts at layer f + 1 and x is A_f (sparse input forms
+    A_1 itself, see _sparse.pxd).
     """
     cdef Py_ssize_t l, fan_in, fan_out
     cdef const floating* prev = x
     cdef floating* a
     cdef int act
-    for l in range(net.n_layers):
+    for l in range(first_layer, net.n_layers):
         fan_in = net.sizes[l]
         fan_out = net.sizes[l + 1]
         act = net.output if l == net.n_layers - 1 else net.hidden
@@ -95,7 +97,8 @@ cdef inline void column_sums(floating* out, const floating* d, Py_ssize_t n, Py_
 
 cdef inline void backprop(const Net* net, const floating* theta, const floating* x, Py_ssize_t n,
                           floating** acts, floating** deltas, floating* out, floating scale,
-                          floating w_beta, floating b_beta) noexcept nogil:
+                          floating w_beta, floating b_beta,
+                          Py_ssize_t first_layer=0) noexcept nogil:
     """Backpropagate deltas[L-1] (delta_L, already filled) and accumulate gradient terms.
 
     For l = L..1:  delta_{l-1} = (delta_l W_l^T) * g'(A_{l-1})
@@ -104,11 +107,13 @@ cdef inline void backprop(const Net* net, const floating* theta, const floating*
     ``out`` is laid out like theta. With out = grad, scale = 1/n, betas = 0 it is the mean
     gradient; with out = theta, scale = -lr/n, w_beta = 1 - lr*alpha/n, b_beta = 1 it is a
     complete SGD step (L2 included) with no gradient buffer. delta_{l-1} is formed before
-    W_l is written, so out may alias theta.
+    W_l is written, so out may alias theta. With ``first_layer`` f > 0 the gradients of
+    layers f + 1..L are formed, and delta_f (x unused; sparse input forms layer 1's gradient
+    itself, see _sparse.pxd).
     """
     cdef Py_ssize_t l, fan_in, fan_out
     cdef const floating* a_prev
-    for l in range(net.n_layers - 1, -1, -1):
+    for l in range(net.n_layers - 1, first_layer - 1, -1):
         fan_in = net.sizes[l]
         fan_out = net.sizes[l + 1]
         a_prev = x if l == 0 else acts[l - 1]

@@ -26,6 +26,8 @@ from _network cimport (Net, Data, Buffers, Progress, Team, Tuner, DONE, DIVERGED
                        tuner_reset, blas_get_threads, note_blas_threads)
 from _batch cimport add_weight_decay, forward_pass, pass_gradient, pass_threads, run_batches
 from _per_sample cimport run_samples, run_samples_blocked
+from _sparse cimport (ScaledFirstLayer, sparse_chunk_gradient, sparse_forward, fold_scale,
+                      run_sparse_batches)
 
 cdef extern from "_blasctl.h" nogil:
     int blas_find "mlpcore_blas_find" (void* fn)
@@ -176,6 +178,8 @@ cdef class Workspace:
     cdef readonly object dtype
     cdef readonly tuple sizes   # the layer widths of the network the buffers are sized for
     cdef Py_ssize_t n_layers
+    cdef Py_ssize_t n_params
+    cdef readonly bint sparse   # made for CSR input: no gather buffer for X, no Gram buffers
     cdef void** acts
     cdef void** deltas
     cdef void* x_buf
@@ -189,7 +193,7 @@ cdef class Workspace:
     cdef void* gram_g     # gram_block x gram_block: X_blk X_blk^T
     cdef void* gram_u     # gram_block x M_1: the scaled first-layer deltas
 
-    def __cinit__(self, Network network not None, Py_ssize_t rows, dtype):
+    def __cinit__(self, Network network not None, Py_ssize_t rows, dtype, bint sparse=False):
         cdef Py_ssize_t l, itemsize, n_layers = network.net.n_layers
         cdef Py_ssize_t* sizes = network.net.sizes
         self.dtype = np.dtype(dtype)
@@ -210,17 +214,29 @@ cdef class Workspace:
             self.deltas[l] = _calloc(rows * sizes[l + 1] * itemsize)
         # Per-sample training of a large first layer also needs the blocked-SGD buffers.
         large = sizes[0] * sizes[1] >= GRAM_MIN_WEIGHTS
-        self.gram_block = GRAM_BLOCK if (rows == 1 and large) else 0
+        self.sparse = sparse
+        self.n_params = network.n_params
+        self.gram_block = GRAM_BLOCK if (rows == 1 and large and not sparse) else 0
         if self.gram_block:
             self.gram_z = _calloc(self.gram_block * sizes[1] * itemsize)
             self.gram_u = _calloc(self.gram_block * sizes[1] * itemsize)
             self.gram_g = _calloc(self.gram_block * self.gram_block * itemsize)
-        self.x_buf = _calloc(max(rows, self.gram_block) * sizes[0] * itemsize)
+        # Sparse rows are read where they are (a dense gather of 4096 rows of a wide sparse
+        # X could take gigabytes); their gradient buffer is allocated only when a rule needs
+        # one (plain SGD steps straight into theta), see need_gradient.
+        if not sparse:
+            self.x_buf = _calloc(max(rows, self.gram_block) * sizes[0] * itemsize)
+            self.grad = _calloc(network.n_params * itemsize)
         self.y_buf = _calloc(rows * sizes[n_layers] * itemsize)
         self.sw_buf = _calloc(rows * itemsize)
-        self.grad = _calloc(network.n_params * itemsize)
         self.row_loss = <double*> _calloc(rows * sizeof(double))
         tuner_reset(&self.tuner)
+
+    cdef int need_gradient(self) except -1:
+        """Allocate the gradient buffer if it is not there yet (sparse workspaces)."""
+        if self.grad == NULL:
+            self.grad = _calloc(self.n_params * self.dtype.itemsize)
+        return 0
 
     cdef Buffers buffers(self):
         cdef Buffers b
@@ -394,6 +410,91 @@ cdef inline double _machine_eps(floating dummy) noexcept nogil:
         return 2.220446049250313e-16
 
 
+ctypedef fused csr_index_t:
+    int
+    Py_ssize_t
+
+
+cdef Py_ssize_t _csr_problem(const csr_index_t* indptr, const csr_index_t* indices,
+                             Py_ssize_t n, Py_ssize_t d, Py_ssize_t nnz) noexcept nogil:
+    """-1 if the CSR structure is sound (row pointers from 0, non-decreasing, within the
+    nnz entries; every column index in 0..d-1); else the first row at fault."""
+    cdef Py_ssize_t i, e
+    if indptr[0] != 0 or indptr[n] > nnz:
+        return 0
+    for i in range(n):
+        if indptr[i + 1] < indptr[i]:
+            return i
+        for e in range(indptr[i], indptr[i + 1]):
+            if indices[e] < 0 or indices[e] >= d:
+                return i
+    return -1
+
+
+def is_sparse_rows(X):
+    """Whether X is taken as sparse rows: a scipy.sparse CSR matrix or array."""
+    return getattr(X, "format", None) == "csr" and hasattr(X, "indptr")
+
+
+cdef object _point_at_rows(Data* data, object X, floating dummy):
+    """Point ``data`` at the rows of X, a C-contiguous 2-D ndarray or a scipy CSR matrix of
+    the kernel's dtype (its structure checked here: a bad index would read outside W_1).
+    Returns what must stay alive while the kernels read X."""
+    cdef const floating[:, ::1] dense
+    cdef const floating[::1] values
+    cdef const int[::1] ptr32, idx32
+    cdef const Py_ssize_t[::1] ptr64, idx64
+    cdef Py_ssize_t n, d, nnz, bad
+    data.Y = NULL
+    data.sw = NULL
+    data.order = NULL
+    data.indptr = NULL
+    data.indices = NULL
+    data.index64 = False
+    if not is_sparse_rows(X):
+        dense = X
+        data.X = &dense[0, 0] if dense.shape[0] > 0 and dense.shape[1] > 0 else NULL
+        data.n = dense.shape[0]
+        return X
+    expected = np.dtype(np.float32 if floating is float else np.float64)
+    if X.dtype != expected:
+        raise ValueError(f"X has dtype {X.dtype}, the parameters {expected}")
+    n, d = X.shape
+    values_array = np.ascontiguousarray(X.data)
+    values = values_array
+    nnz = values.shape[0]
+    if X.indptr.dtype == np.int32 and X.indices.dtype == np.int32:
+        ptr32 = X.indptr
+        idx32 = X.indices
+        keep = (values_array, X.indptr, X.indices)
+        if ptr32.shape[0] != n + 1 or idx32.shape[0] < nnz:
+            raise ValueError("X is not a valid CSR matrix: indptr must have n_rows + 1 entries "
+                             "and indices one per value")
+        with nogil:
+            bad = _csr_problem(&ptr32[0], &idx32[0] if nnz > 0 else NULL, n, d, nnz)
+        data.indptr = &ptr32[0]
+        data.indices = &idx32[0] if nnz > 0 else NULL
+    else:
+        keep = (values_array, np.ascontiguousarray(X.indptr, dtype=np.intp),
+                np.ascontiguousarray(X.indices, dtype=np.intp))
+        ptr64 = keep[1]
+        idx64 = keep[2]
+        if ptr64.shape[0] != n + 1 or idx64.shape[0] < nnz:
+            raise ValueError("X is not a valid CSR matrix: indptr must have n_rows + 1 entries "
+                             "and indices one per value")
+        with nogil:
+            bad = _csr_problem(&ptr64[0], &idx64[0] if nnz > 0 else NULL, n, d, nnz)
+        data.indptr = &ptr64[0]
+        data.indices = &idx64[0] if nnz > 0 else NULL
+        data.index64 = True
+    if bad >= 0:
+        raise ValueError(f"X is not a valid CSR matrix (row {bad}: row pointers must start "
+                         f"at 0 and not decrease, column indices must lie in 0..{d - 1})")
+    data.X = &values[0] if nnz > 0 else NULL
+    data.n = n
+    return keep
+
+
 cdef _check_shapes(Network network, Py_ssize_t theta_len, Py_ssize_t n, Py_ssize_t d,
                    Py_ssize_t y_rows, Py_ssize_t y_cols, Py_ssize_t sw_len):
     """Refuse any shape that would make a kernel read or write out of bounds (-1: absent)."""
@@ -408,7 +509,7 @@ cdef _check_shapes(Network network, Py_ssize_t theta_len, Py_ssize_t n, Py_ssize
         raise ValueError(f"sample_weight has {sw_len} entries, X {n} rows")
 
 
-def forward(Network network not None, const floating[::1] theta not None, const floating[:, ::1] X not None,
+def forward(Network network not None, const floating[::1] theta not None, X not None,
             floating[:, ::1] out not None):
     """Output activations a_L of the network for every row of X, written into ``out``.
 
@@ -417,7 +518,7 @@ def forward(Network network not None, const floating[::1] theta not None, const 
     network : Network
     theta : ndarray of shape (n_params,)
         Flat parameters.
-    X : ndarray of shape (n, D), C-contiguous, same dtype as theta.
+    X : ndarray of shape (n, D), C-contiguous, or scipy.sparse CSR matrix; theta's dtype.
     out : ndarray of shape (n, K), C-contiguous, same dtype; receives a_L.
 
     Notes
@@ -427,13 +528,16 @@ def forward(Network network not None, const floating[::1] theta not None, const 
     """
     cdef const Net* net = &network.net
     cdef Py_ssize_t n = X.shape[0], rows, start, nc, l, L = network.net.n_layers
-    cdef Py_ssize_t k = network.net.sizes[L]
+    cdef Py_ssize_t k = network.net.sizes[L], d = network.net.sizes[0]
     cdef floating** acts
     cdef floating dummy = 0
     cdef Team team
     cdef int t, p, blas_old
     cdef unsigned int fpenv
+    cdef Data data
     _check_shapes(network, theta.shape[0], X.shape[0], X.shape[1], -1, -1, -1)
+    keep = _point_at_rows(&data, X, dummy)
+    cdef const floating* x = <const floating*> data.X
     if out.shape[0] != n or out.shape[1] != k:
         raise ValueError(f"out has shape ({out.shape[0]}, {out.shape[1]}), expected ({n}, {k})")
     if n == 0:
@@ -453,13 +557,15 @@ def forward(Network network not None, const floating[::1] theta not None, const 
             while start < n:
                 nc = min(rows, n - start)
                 acts[L - 1] = &out[start, 0]  # the last layer writes straight into out
-                t = pass_threads(net, &team, nc)
-                if t == 1:
-                    forward_pass(net, &theta[0], &X[start, 0], nc, acts)
+                t = 1 if data.indptr != NULL else pass_threads(net, &team, nc)
+                if data.indptr != NULL:
+                    sparse_forward(net, &theta[0], 1, &data, start, nc, acts)
+                elif t == 1:
+                    forward_pass(net, &theta[0], x + start * d, nc, acts)
                 else:
                     fpenv = get_fpenv()
                     for p in prange(t, num_threads=t, schedule='static', chunksize=1):
-                        _forward_block(net, &theta[0], &X[start, 0], nc, acts, &team, t, p,
+                        _forward_block(net, &theta[0], x + start * d, nc, acts, &team, t, p,
                                        fpenv)
                 start += nc
             _blas_single_end(blas_old)
@@ -484,7 +590,7 @@ cdef inline void _forward_block(const Net* net, const floating* theta, const flo
         restore_fpenv(fpenv)
 
 
-def loss_gradient(Network network not None, const floating[::1] theta not None, const floating[:, ::1] X not None,
+def loss_gradient(Network network not None, const floating[::1] theta not None, X not None,
                   const floating[:, ::1] Y not None, const floating[::1] sample_weight,
                   double alpha, floating[::1] grad not None, Workspace workspace=None):
     """Loss J and its gradient over all rows of (X, Y), at parameters theta.
@@ -515,28 +621,37 @@ def loss_gradient(Network network not None, const floating[::1] theta not None, 
     if n == 0 or w_total == 0 or not isfinite(w_total):
         raise ValueError("the loss needs sample weights with a finite, nonzero sum")
     rows = min(n, CHUNK_ROWS)
+    cdef Data data
+    keep = _point_at_rows(&data, X, dummy)
+    cdef bint sparse = data.indptr != NULL
     if workspace is None:
-        workspace = Workspace(network, rows, np.float32 if floating is float else np.float64)
+        workspace = Workspace(network, rows, np.float32 if floating is float else np.float64,
+                              sparse)
     elif (workspace.rows < rows or workspace.dtype.itemsize != sizeof(floating)
-          or workspace.sizes != network.sizes):
-        raise ValueError("workspace is too small, has the wrong dtype or another network's "
-                         "layer sizes")
+          or workspace.sizes != network.sizes or (workspace.sparse and not sparse)):
+        raise ValueError("workspace is too small, has the wrong dtype, another network's "
+                         "layer sizes, or was made for sparse input")
     cdef Buffers buf = workspace.buffers()
     cdef Team team = _team(dummy, rows, workspace)
-    cdef Data data
     cdef int blas_old
-    data.X = &X[0, 0]
+    cdef double w_c
     data.Y = &Y[0, 0]
     data.sw = &sample_weight[0] if weighted else NULL
     data.order = NULL
-    data.n = n
     with nogil:
         blas_old = _blas_single_begin(&team)
         start = 0
         while start < n:
             nc = min(rows, n - start)
-            total += pass_gradient(net, &theta[0], &data, &buf, &team, start, nc, &grad[0],
-                                   <floating> (1 / w_total), start > 0, eps)
+            if sparse:
+                total += sparse_chunk_gradient(
+                    net, &theta[0], &data, &Y[start, 0],
+                    &sample_weight[start] if weighted else NULL, start, nc,
+                    <floating**> buf.acts, <floating**> buf.deltas, &grad[0],
+                    <floating> (1 / w_total), start > 0, eps, &w_c)
+            else:
+                total += pass_gradient(net, &theta[0], &data, &buf, &team, start, nc, &grad[0],
+                                       <floating> (1 / w_total), start > 0, eps)
             start += nc
         _blas_single_end(blas_old)
         add_weight_decay(net, &grad[0], &theta[0], <floating> (alpha / w_total))
@@ -544,7 +659,7 @@ def loss_gradient(Network network not None, const floating[::1] theta not None, 
     return total
 
 
-def evaluate(Network network not None, const floating[::1] theta not None, const floating[:, ::1] X not None,
+def evaluate(Network network not None, const floating[::1] theta not None, X not None,
              const floating[:, ::1] Y not None, const floating[::1] sample_weight, double alpha,
              floating[:, ::1] out not None):
     """Loss J over all rows of (X, Y), and the output activations a_L written into ``out``.
@@ -589,7 +704,7 @@ def penalty(Network network not None, const floating[::1] theta not None):
 
 
 def train_epoch(Network network not None, Workspace workspace not None, floating[::1] theta not None,
-                const floating[:, ::1] X not None, const floating[:, ::1] Y not None,
+                X not None, const floating[:, ::1] Y not None,
                 const floating[::1] sample_weight, const Py_ssize_t[::1] order,
                 Py_ssize_t batch_size, str rule, double learning_rate, double alpha=0.0,
                 double momentum=0.0, double beta1=0.9, double beta2=0.999,
@@ -613,8 +728,9 @@ def train_epoch(Network network not None, Workspace workspace not None, floating
         The workspace must have min(batch_size, CHUNK_ROWS) rows and theta's dtype.
     theta : ndarray of shape (n_params,)
         Parameters, updated in place.
-    X, Y : ndarrays of shapes (N, D) and (N, K)
-        Inputs and targets (one-hot rows for classification).
+    X, Y : arrays of shapes (N, D) and (N, K)
+        Inputs and targets (one-hot rows for classification). X is a C-contiguous ndarray
+        or a scipy.sparse CSR matrix (trained at the cost of its nonzeros, see _sparse.pxd).
     sample_weight : ndarray of shape (N,) or None
         Per-sample weights w_i (None: all 1). With ``normalize="rows"`` they are expected
         scaled to mean 1 over the training set (the Python layer does it).
@@ -699,11 +815,15 @@ def train_epoch(Network network not None, Workspace workspace not None, floating
         if state2 is None or state2.shape[0] != n_params:
             raise ValueError(f"rule {rule!r} needs state2 of shape ({n_params},)")
         r.s2 = &state2[0]
-    data.X = &X[0, 0]
+    keep = _point_at_rows(&data, X, dummy)
+    cdef bint sparse = data.indptr != NULL
+    if workspace.sparse and not sparse:
+        raise ValueError("workspace was made for sparse input; X is dense")
+    if sparse and (r.kind != SGD or batch_size > chunk):
+        workspace.need_gradient()  # the rule is applied to a gradient buffer
     data.Y = &Y[0, 0]
     data.sw = &sample_weight[0] if sample_weight is not None else NULL
     data.order = NULL
-    data.n = n
     if order is not None:
         if order.shape[0] != n:
             raise ValueError(f"order has {order.shape[0]} entries, X {n} rows")
@@ -729,14 +849,25 @@ def train_epoch(Network network not None, Workspace workspace not None, floating
         nonzero = size[size > 0]
         min_weight = float(nonzero.min()) if nonzero.size else 1.0
     cdef bint blocked = (batch_size == 1 and r.kind == SGD and workspace.gram_block > 0
-                         and learning_rate * alpha / min_weight < 0.5)
+                         and learning_rate * alpha / min_weight < 0.5 and not sparse)
+    # Plain SGD with L2 on sparse rows keeps W_1 as a scale factor times theta's W_1 block
+    # during the epoch (see _sparse.pxd), folded back before returning.
+    cdef ScaledFirstLayer scaled
+    scaled.scale = 1
+    scaled.track = sparse and r.kind == SGD and alpha != 0
+    scaled.v_sumsq = 0
+    if scaled.track:
+        fold_scale(&network.net, &theta[0], &scaled)
     cdef unsigned int fpenv
     status = DONE
     while prog.position < n and status == DONE:
         with nogil:
             fpenv = flush_subnormals()
             blas_old = _blas_single_begin(&team)
-            if blocked:
+            if sparse:
+                status = run_sparse_batches(&network.net, &theta[0], &data, &buf, &r,
+                                            batch_size, n_params, &prog, &scaled)
+            elif blocked:
                 status = run_samples_blocked(&network.net, &theta[0], &data, &buf, &r, &team,
                                              &prog)
             elif batch_size == 1:
@@ -752,6 +883,7 @@ def train_epoch(Network network not None, Workspace workspace not None, floating
             PyErr_CheckSignals()
         except KeyboardInterrupt:
             status = INTERRUPTED
+    fold_scale(&network.net, &theta[0], &scaled)  # theta holds W_1 itself again
     if penalty_out is not None:
         penalty_out[0] = r.penalty_sum  # its length was checked before training
     return prog.loss_sum, prog.weight_sum, prog.updates, status

@@ -43,11 +43,14 @@ cdef struct Net:
 
 cdef struct Data:
     # The training rows: X (n x D) and Y (n x K), row-major, of the kernel's floating type.
-    const void* X
+    const void* X              # dense: n x D; CSR (indptr != NULL): its nnz values
     const void* Y
     const void* sw             # n sample weights, or NULL for unit weights
     const Py_ssize_t* order    # visiting order (n row indices), or NULL: rows in order
     Py_ssize_t n
+    const void* indptr         # CSR X: n + 1 row pointers, or NULL when X is dense
+    const void* indices        # CSR X: column index of each value
+    bint index64               # CSR index arrays are int64 (else int32)
 
 
 cdef struct Buffers:
