@@ -20,12 +20,17 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
 
     Parameters
     ----------
-    X : array-like of shape (N, D)
+    X : array-like or scipy.sparse matrix of shape (N, D)
         Inputs: finite real numbers. A C-contiguous array of the working dtype (see ``dtype``)
         is used in place and never written to, read-only and memory-mapped arrays included;
         anything else (lists, Fortran-ordered or strided arrays, integer, boolean or float16
         values) is converted once into a C-contiguous copy. A validation split copies the
-        rows of each part.
+        rows of each part. Sparse X (``scipy.sparse``, matrix or array) is never densified:
+        a CSR matrix of the working dtype is used in place, any other format or dtype is
+        converted once to CSR (a copy). It trains at the cost of its nonzeros: a batch reads
+        and writes only the rows of W1 its features select, for plain SGD (L2 included, kept
+        as a scale factor on W1); momentum, Nesterov and Adam update every weight at every
+        step (their state decays all of them), and so cost a dense update per batch.
     Y : array-like of shape (N,) or (N, K)
         Targets. 1-D integers, booleans or strings: classification (classes are the sorted
         unique labels; default output 'softmax', loss 'cross_entropy'). 2-D one-hot rows:
@@ -120,9 +125,10 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
     task : {'classification', 'regression'}, optional
         What Y is; None infers it (see ``Y``). ``task='classification'`` classifies numeric
         labels such as 0.0/1.0/2.0; ``task='regression'`` fits integer targets as values.
-    scale : {None, 'standard', 'minmax'}, default None
-        Let the model scale its inputs: per feature, (x - mean) / std ('standard') or
-        (x - min) / (max - min) ('minmax'), computed on the X of the first fit (or
+    scale : {None, 'standard', 'minmax', 'maxabs'}, default None
+        Let the model scale its inputs: per feature, (x - mean) / std ('standard'),
+        (x - min) / (max - min) ('minmax') or x / max|x| ('maxabs', the one sparse X takes:
+        it keeps zeros zero), computed on the X of the first fit (or
         partial_fit) and applied to every X the model is given afterwards, so it takes raw
         data; ``model.scaling`` holds (shift, scale), and ``weights`` act on the scaled
         features (``model.scaling.fold(W1, b1)`` gives the first layer for raw ones).

@@ -82,7 +82,8 @@ class MLP:
                  verbose=False, callback=None, n_threads=None, task=None, scale=None):
         self.hidden = check_hidden(hidden)
         if scale is not None and scale not in SCALINGS:
-            raise ValueError(f"scale must be 'standard', 'minmax' or None, got {scale!r}")
+            raise ValueError(f"scale must be one of {', '.join(map(repr, SCALINGS))} or None, "
+                             f"got {scale!r}")
         self.scale = scale
         if task is not None and task not in TASKS:
             raise ValueError(f"task must be 'classification', 'regression' or None (inferred "
@@ -185,7 +186,8 @@ class MLP:
         elif (spread := scale_spread(X)) > SPREAD_WARNING:
             warn(f"the features' scales differ by a factor of {spread:.3g} (standard "
                  "deviations); gradient descent on them may crawl or fail. Pass "
-                 "scale='standard' (or 'minmax') to have the model scale its inputs.",
+                 + ("scale='maxabs'" if _engine.is_sparse_rows(X) else
+                    "scale='standard' (or 'minmax')") + " to have the model scale its inputs.",
                  FeatureScaleWarning)
         if self.init is None:
             glorot_uniform(self._network, self._theta, self.activation, self._rng)
@@ -224,11 +226,13 @@ class MLP:
         if self._network is None:
             raise NotFittedError("this model has not been trained yet; call fit() first")
 
-    def _workspace_for(self, rows):
-        """Engine work buffers for ``rows`` rows, allocated once and reused across calls."""
+    def _workspace_for(self, rows, X):
+        """Engine work buffers for ``rows`` rows of X, allocated once and reused across calls
+        (a workspace made for sparse X has no room to gather dense rows)."""
         ws = self._workspace
-        if ws is None or ws.rows < rows or ws.dtype != self.dtype:
-            ws = self._workspace = _engine.Workspace(self._network, rows, self.dtype)
+        sparse = _engine.is_sparse_rows(X)
+        if ws is None or ws.rows < rows or ws.dtype != self.dtype or (ws.sparse and not sparse):
+            ws = self._workspace = _engine.Workspace(self._network, rows, self.dtype, sparse)
         return ws
 
     # -- training ------------------------------------------------------------------------------
@@ -308,7 +312,7 @@ class MLP:
         elif self.validation_fraction is not None or self.early_stopping:
             fraction = self.validation_fraction or 0.1
             labels = self.targets.labels_for_stratification(Ym)
-            train_rows, val_rows = validation_split(len(X), fraction, self._rng, labels)
+            train_rows, val_rows = validation_split(X.shape[0], fraction, self._rng, labels)
             # Each part's weights are scaled to mean 1 over its rows: the training loss's
             # rule (see fit), and val_loss is then defined as the training loss is.
             validation = (X[val_rows], Ym[val_rows],
@@ -316,16 +320,17 @@ class MLP:
             X, Ym = X[train_rows], Ym[train_rows]
             sw = None if sw is None else mean_one(sw[train_rows], self.dtype)
         epochs = self.epochs if epochs is None else check_int(epochs, "epochs", minimum=1)
-        return train(self, self._method(X, Ym, sw, batch_rows(self.batch_size, len(X)), epochs),
+        return train(self, self._method(X, Ym, sw, batch_rows(self.batch_size, X.shape[0]),
+                                        epochs),
                      epochs, validation)
 
     def _method(self, X, Ym, sw, batch, epochs):
         """The way of training this model's optimizer asks for (see :mod:`mlpcore._training`)."""
         if self.optimizer.stochastic:
             return CompiledEpochs(self, X, Ym, sw, batch,
-                                  self._workspace_for(min(batch, _engine.CHUNK_ROWS)))
+                                  self._workspace_for(min(batch, _engine.CHUNK_ROWS), X))
         return LBFGSIterations(self, X, Ym, sw, epochs,
-                               self._workspace_for(min(len(X), _engine.CHUNK_ROWS)))
+                               self._workspace_for(min(X.shape[0], _engine.CHUNK_ROWS), X))
 
     def fit(self, X, Y, *, sample_weight=None, validation_data=None, epochs=None):
         """Train from freshly initialised parameters (see :func:`mlpcore.fit`).
@@ -386,7 +391,7 @@ class MLP:
             raise ValueError(f"classes={classes!r} differ from the classes of the first call "
                              f"{self.targets.classes.tolist()}")
         X, Ym, sw = self._training_arrays(X, Y, sample_weight, matched)
-        batch = batch_rows(self.batch_size, len(X), chunk=True)
+        batch = batch_rows(self.batch_size, X.shape[0], chunk=True)
         self.training_result = train(self, self._method(X, Ym, sw, batch, 1), 1,
                                      incremental=True)
         return self

@@ -14,8 +14,9 @@ which :meth:`Scaling.fold` computes (the command line folds its own scaling this
 from typing import NamedTuple
 
 import numpy as np
+import scipy.sparse
 
-SCALINGS = ("standard", "minmax")
+SCALINGS = ("standard", "minmax", "maxabs")
 
 # Feature scales (standard deviations) further apart than this make gradient descent on
 # the raw features crawl along the small ones; fit warns, naming scale=.
@@ -40,16 +41,27 @@ class Scaling(NamedTuple):
         Parameters
         ----------
         A : ndarray of shape (N, D), or (N,) for one column
-        how : {'standard', 'minmax'}
-            Mean 0 and standard deviation 1, or minimum 0 and maximum 1. Constant (or
+        how : {'standard', 'minmax', 'maxabs'}
+            Mean 0 and standard deviation 1, minimum 0 and maximum 1, or largest absolute
+            value 1 (no shift: the one for sparse A, whose zeros it keeps). Constant (or
             non-finite) columns get scale 1.
 
         Returns
         -------
         Scaling
         """
+        if scipy.sparse.issparse(A):
+            if how != "maxabs":
+                raise ValueError(f"scale={how!r} would shift sparse X's zeros and make it "
+                                 "dense; use scale='maxabs' (divides each column by its "
+                                 "largest absolute value)")
+            scale = np.asarray(abs(A).max(axis=0).toarray(), dtype=np.float64).ravel()
+            scale = np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
+            return cls(np.zeros(A.shape[1]), scale)
         A = np.asarray(A, dtype=np.float64).reshape(len(A), -1)
-        if how == "standard":
+        if how == "maxabs":
+            shift, scale = np.zeros(A.shape[1]), np.abs(A).max(axis=0)
+        elif how == "standard":
             shift, scale = A.mean(axis=0), A.std(axis=0)
         else:
             shift = A.min(axis=0)
@@ -69,7 +81,12 @@ class Scaling(NamedTuple):
 
     def apply(self, A, dtype=None):
         """``(A - shift) / scale`` for A of shape (N, D), or (N,) when D is 1: a new array,
-        C-contiguous, in ``dtype`` (default float64); computed in float64."""
+        C-contiguous, in ``dtype`` (default float64); computed in float64. A sparse (CSR)
+        A, which only a shift-free scaling takes, gives a CSR copy with its values scaled."""
+        if scipy.sparse.issparse(A):
+            out = A.astype(dtype or np.float64, copy=True)
+            out.data[:] = A.data / self.scale[A.indices]
+            return out
         out = (A.reshape(len(A), -1) - self.shift) / self.scale
         return np.ascontiguousarray(out.reshape(A.shape), dtype=dtype or np.float64)
 
@@ -83,7 +100,13 @@ class Scaling(NamedTuple):
 def scale_spread(X, max_rows=256):
     """The ratio of the largest to the smallest non-zero column standard deviation of X,
     estimated on at most ``max_rows`` evenly spaced rows (cheap next to a training epoch)."""
-    rows = X[::max(1, len(X) // max_rows)]
-    std = rows.std(axis=0, dtype=np.float64)
+    rows = X[::max(1, X.shape[0] // max_rows)]
+    if scipy.sparse.issparse(rows):
+        rows = rows.astype(np.float64)
+        mean = np.asarray(rows.mean(axis=0)).ravel()
+        std = np.sqrt(np.maximum(np.asarray(rows.multiply(rows).mean(axis=0)).ravel()
+                                 - mean * mean, 0))
+    else:
+        std = rows.std(axis=0, dtype=np.float64)
     std = std[std > 0]
     return float(std.max() / std.min()) if std.size >= 2 else 1.0

@@ -9,15 +9,22 @@ it is never written to. Integer, boolean and float16 inputs are converted once, 
 working dtype. A validation split (``validation_fraction``, ``early_stopping``) copies the
 rows of each part.
 
-What is refused: non-numeric, complex, object, structured and sparse inputs (TypeError);
-masked arrays with masked entries, arrays that are not 2-D, empty arrays, NaN or infinity,
-and the wrong number of features (ValueError). Each message names the argument.
+Sparse X (any ``scipy.sparse`` matrix or array) is kept sparse: a CSR matrix of the working
+dtype is used as is (its values, indices and row pointers are read, never written, and
+never densified); any other format (CSC, COO, LIL, ...) or dtype is converted once to CSR
+in the working dtype, which copies it. Duplicate entries add up and unsorted indices are
+fine, as in scipy.
+
+What is refused: non-numeric, complex, object and structured inputs (TypeError); masked
+arrays with masked entries, arrays that are not 2-D, empty arrays, NaN or infinity, and the
+wrong number of features (ValueError). Each message names the argument.
 """
 
 import numbers
 import operator
 
 import numpy as np
+import scipy.sparse
 
 # Rows checked at a time for NaN/inf, so the check allocates a bounded temporary.
 _FINITE_CHECK_ROWS = 65536
@@ -40,9 +47,9 @@ def working_dtype(X, dtype):
 
 
 def _as_numeric_array(a, name):
-    if hasattr(a, "toarray") and hasattr(a, "nnz"):
-        raise TypeError(
-            f"{name} is a sparse matrix; mlpcore needs a dense array ({name}.toarray())")
+    if scipy.sparse.issparse(a):
+        raise TypeError(f"{name} is a sparse matrix; it must be a dense array "
+                        f"({name}.toarray())")
     if np.ma.isMaskedArray(a) and np.ma.is_masked(a):
         raise ValueError(f"{name} is a masked array with masked entries; fill them "
                          f"({name}.filled(value)) or drop those rows")
@@ -95,6 +102,8 @@ def check_X(X, dtype, n_features=None, name="X"):
     ValueError
         Not 2-D, empty, NaN or infinite values, or the wrong number of features.
     """
+    if scipy.sparse.issparse(X):
+        return _check_sparse_X(X, dtype, n_features, name)
     arr = _as_numeric_array(_from_nullable_columns(X), name)
     if arr.ndim != 2:
         hint = f"; for a single feature use {name}.reshape(-1, 1)" if arr.ndim == 1 else ""
@@ -120,6 +129,42 @@ def check_X(X, dtype, n_features=None, name="X"):
     arr = np.ascontiguousarray(arr, dtype=dtype)
     check_finite(arr, name)
     return arr
+
+
+def _check_sparse_X(X, dtype, n_features, name):
+    """check_X for a scipy.sparse X: CSR in ``dtype`` (converted once if it is not), with
+    finite values and the right shape; its structure is checked again by the engine."""
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got {X.ndim}-D")
+    if X.dtype.kind == "c":
+        raise TypeError(f"{name} has complex dtype {X.dtype}; only real numbers are supported")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got dtype {X.dtype}")
+    n, d = X.shape
+    if n == 0:
+        raise ValueError(f"{name} has zero samples")
+    if d == 0:
+        raise ValueError(f"{name} has zero features")
+    if n_features is not None and d != n_features:
+        raise ValueError(f"{name} has {d} features, but the model expects {n_features}")
+    if X.format != "csr":
+        X = X.tocsr()
+    values = X.data
+    if values.dtype.kind == "f" and values.dtype.itemsize > np.dtype(dtype).itemsize:
+        with np.errstate(invalid="ignore"):
+            over = np.abs(values) > np.finfo(dtype).max
+        if over.any():
+            raise ValueError(f"{name} holds {values[np.argmax(over)]!r}, beyond "
+                             f"{np.dtype(dtype).name}'s range; train in float64 or rescale "
+                             "the features")
+    if X.dtype != dtype:
+        X = X.astype(dtype)
+    if not np.isfinite(np.add.reduce(X.data, dtype=np.float64)):
+        bad = np.flatnonzero(~np.isfinite(X.data))
+        if bad.size:
+            row = int(np.searchsorted(X.indptr, bad[0], side="right")) - 1
+            raise ValueError(f"{name} contains NaN or infinity (first at row {row})")
+    return X
 
 
 def _from_nullable_columns(X):
