@@ -28,8 +28,6 @@ Known differences:
 
 * float32 inputs keep float32 weights with every solver (scikit-learn's L-BFGS returns
   float64 weights).
-* Sparse inputs are converted to dense arrays, batch by batch for prediction and whole for
-  training.
 * A batch whose loss is not finite sets every weight to NaN at once (the engine checks the
   loss; scikit-learn applies the batch, after which its weights are non-finite too); the
   later epochs then record NaN losses and validation scores and ``fit`` raises
@@ -66,9 +64,12 @@ _OUTPUT_LOSS = {
 }
 
 
-def _as_dense(X, dtype):
+def _engine_input(X, dtype):
+    """X as the engine reads it: a C-contiguous array, or for sparse X a CSR matrix (never
+    densified: the engine trains and predicts at the cost of its nonzeros), in ``dtype``."""
     if scipy.sparse.issparse(X):
-        X = X.toarray()
+        X = X.tocsr()
+        return X if X.dtype == dtype else X.astype(dtype)
     return np.ascontiguousarray(X, dtype=dtype)
 
 
@@ -148,12 +149,9 @@ class _EngineNumerics:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         theta = self._theta()
         out = np.empty((X.shape[0], self.n_outputs_), dtype=theta.dtype)
-        step = _engine.CHUNK_ROWS * 16 if scipy.sparse.issparse(X) else X.shape[0]
         net = self._engine_network()
         with blas_threads(None, min(X.shape[0], _engine.CHUNK_ROWS), net.sizes, inference=True):
-            for start in range(0, X.shape[0], max(step, 1)):
-                part = _as_dense(X[start:start + step], theta.dtype)
-                _engine.forward(net, theta, part, out[start:start + step])
+            _engine.forward(net, theta, _engine_input(X, theta.dtype), out)
         return out
 
     # -- helpers shared by the solvers ------------------------------------------------------
@@ -168,10 +166,11 @@ class _EngineNumerics:
                              "Poisson regression.")
 
     def _engine_arrays(self, X, y, sample_weight):
-        """What the engine trains on: dense C-contiguous X, Y and weights in X's dtype, and
-        the parameter vector packed from coefs_/intercepts_ (which become views of it)."""
+        """What the engine trains on: X (C-contiguous, or CSR when sparse), Y and weights in
+        X's dtype, and the parameter vector packed from coefs_/intercepts_ (which become
+        views of it)."""
         dtype = X.dtype
-        X = _as_dense(X, dtype)
+        X = _engine_input(X, dtype)
         Y = np.ascontiguousarray(y, dtype=dtype)
         self._check_poisson_targets(Y)
         sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=dtype)
@@ -300,7 +299,8 @@ class _EngineNumerics:
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
                               "going to be clipped")
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
-        workspace = _engine.Workspace(net, min(batch_size, _engine.CHUNK_ROWS), dtype)
+        workspace = _engine.Workspace(net, min(batch_size, _engine.CHUNK_ROWS), dtype,
+                                      _engine.is_sparse_rows(X))
         penalty = np.zeros(1)
         scale = self._loss_scale()
 
@@ -389,7 +389,8 @@ class _EngineNumerics:
         self._set_packing(layer_units)
         X, Y, sw, theta, net = self._engine_arrays(X, y, sample_weight)
         grad = np.empty_like(theta)
-        workspace = _engine.Workspace(net, min(X.shape[0], _engine.CHUNK_ROWS), X.dtype)
+        workspace = _engine.Workspace(net, min(X.shape[0], _engine.CHUNK_ROWS), X.dtype,
+                                      _engine.is_sparse_rows(X))
         scale = self._loss_scale()
         w_total = X.shape[0] if sw is None else float(sw.sum(dtype=np.float64))
         if w_total == 0:  # scikit-learn's (np.average's) error
