@@ -55,7 +55,7 @@ class Scaling(NamedTuple):
                 raise ValueError(f"scale={how!r} would shift sparse X's zeros and make it "
                                  "dense; use scale='maxabs' (divides each column by its "
                                  "largest absolute value)")
-            scale = np.asarray(abs(A).max(axis=0).toarray(), dtype=np.float64).ravel()
+            scale = column_max_abs(A)
             scale = np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
             return cls(np.zeros(A.shape[1]), scale)
         A = np.asarray(A, dtype=np.float64).reshape(len(A), -1)
@@ -97,6 +97,30 @@ class Scaling(NamedTuple):
         return W / self.scale[:, None], b - (self.shift / self.scale) @ W
 
 
+# Stored entries of a sparse X read at a time by column_max_abs: bounds its temporary.
+_BLOCK_ENTRIES = 1 << 18
+
+
+def column_max_abs(X):
+    """max_i |X[i, j]| for every column j of a scipy.sparse X (float64, shape (D,)), in
+    O(nnz) time and bounded memory (``abs(X)`` would copy all of X): X is read a block of
+    rows at a time. Duplicate entries add up, as everywhere in scipy (a block that may hold
+    some is summed first)."""
+    X = X if X.format == "csr" else X.tocsr()
+    out = np.zeros(X.shape[1])
+    n, start = X.shape[0], 0
+    while start < n:
+        # Rows holding about _BLOCK_ENTRIES entries (at least one row).
+        stop = int(np.searchsorted(X.indptr, X.indptr[start] + _BLOCK_ENTRIES, side="right"))
+        stop = min(n, max(stop - 1, start + 1))
+        block = X[start:stop]
+        if not block.has_canonical_format:
+            block.sum_duplicates()
+        np.maximum.at(out, block.indices, np.abs(block.data))
+        start = stop
+    return out
+
+
 def scale_spread(X, max_rows=256):
     """The ratio of the largest to the smallest non-zero column standard deviation of X,
     estimated on at most ``max_rows`` evenly spaced rows (cheap next to a training epoch);
@@ -105,7 +129,7 @@ def scale_spread(X, max_rows=256):
         # A few rows of sparse X hold most columns zero or once, so their standard
         # deviations say little; each column's largest |x| over all of X (O(nnz)) is the
         # scale that matters there, and the one scale='maxabs' divides by.
-        std = np.asarray(abs(X).max(axis=0).toarray(), dtype=np.float64).ravel()
+        std = column_max_abs(X)
     else:
         rows = X[::max(1, X.shape[0] // max_rows)]
         std = rows.std(axis=0, dtype=np.float64)

@@ -288,9 +288,9 @@ def test_work_buffers_are_allocated_once_per_fit_and_sized_by_the_batch(monkeypa
     made = []
     real = _engine.Workspace
 
-    def recording_workspace(network, rows, dtype):
+    def recording_workspace(network, rows, dtype, sparse=False):
         made.append(rows)
-        return real(network, rows, dtype)
+        return real(network, rows, dtype, sparse)
 
     monkeypatch.setattr(_engine, "Workspace", recording_workspace)
     Xm = RNG.normal(size=(5000, 8))
@@ -406,8 +406,9 @@ BAD_FIT_CALLS = [
      TypeError, r"X must hold numbers.*object"),
     ("sample_weight complex", lambda: fit(sample_weight=np.ones(12, complex)),
      TypeError, r"sample_weight has complex dtype"),
-    ("X sparse", lambda: fit(pytest.importorskip("scipy.sparse").csr_matrix(X)),
-     TypeError, r"X is a sparse matrix.*toarray"),
+    ("sample_weight sparse", lambda: fit(sample_weight=pytest.importorskip(
+        "scipy.sparse").csr_matrix(np.ones((1, 12)))),
+     TypeError, r"sample_weight is a sparse matrix.*toarray"),
     ("X masked", lambda: fit(np.ma.masked_array(X, mask=X > 1)),
      ValueError, r"X is a masked array with masked entries"),
     ("Y masked", lambda: fit(Y=np.ma.masked_array(Y, mask=Y == 2)),
