@@ -18,6 +18,7 @@ returns, wherever it takes targets.
 """
 
 import numpy as np
+import scipy.sparse
 
 from mlpcore._validation import _as_numeric_array, check_finite
 
@@ -26,6 +27,9 @@ TASKS = ("classification", "regression")
 
 def _as_array(a, name):
     """``np.asarray(a)``, with conversion failures (ragged lists, ...) naming the argument."""
+    if scipy.sparse.issparse(a):  # np.asarray would make it a 0-D object array
+        raise TypeError(f"{name} is a sparse matrix; targets must be a dense array "
+                        f"({name}.toarray())")
     if np.ma.isMaskedArray(a) and np.ma.is_masked(a):
         raise ValueError(f"{name} is a masked array with masked entries; fill them or drop "
                          "those rows")

@@ -406,6 +406,8 @@ BAD_FIT_CALLS = [
      TypeError, r"X must hold numbers.*object"),
     ("sample_weight complex", lambda: fit(sample_weight=np.ones(12, complex)),
      TypeError, r"sample_weight has complex dtype"),
+    ("Y sparse", lambda: fit(Y=pytest.importorskip("scipy.sparse").csr_matrix(
+        np.eye(3)[Y])), TypeError, r"Y is a sparse matrix.*toarray"),
     ("sample_weight sparse", lambda: fit(sample_weight=pytest.importorskip(
         "scipy.sparse").csr_matrix(np.ones((1, 12)))),
      TypeError, r"sample_weight is a sparse matrix.*toarray"),
