@@ -29,8 +29,9 @@ def fit(X, Y, hidden=(100,), *, activation="sigmoid", output=None, loss=None,
         a CSR matrix of the working dtype is used in place, any other format or dtype is
         converted once to CSR (a copy). It trains at the cost of its nonzeros: a batch reads
         and writes only the rows of W1 its features select, for plain SGD (L2 included, kept
-        as a scale factor on W1); momentum, Nesterov and Adam update every weight at every
-        step (their state decays all of them), and so cost a dense update per batch.
+        as a scale factor on W1) and for momentum and Nesterov without L2 (rows not selected
+        are caught up in closed form); Adam, and momentum or Nesterov with L2, update every
+        weight at every step, a dense update per batch.
     Y : array-like of shape (N,) or (N, K)
         Targets. 1-D integers, booleans or strings: classification (classes are the sorted
         unique labels; default output 'softmax', loss 'cross_entropy'). 2-D one-hot rows:

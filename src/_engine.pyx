@@ -26,8 +26,8 @@ from _network cimport (Net, Data, Buffers, Progress, Team, Tuner, DONE, DIVERGED
                        tuner_reset, blas_get_threads, note_blas_threads)
 from _batch cimport add_weight_decay, forward_pass, pass_gradient, pass_threads, run_batches
 from _per_sample cimport run_samples, run_samples_blocked
-from _sparse cimport (ScaledFirstLayer, sparse_chunk_gradient, sparse_forward, fold_scale,
-                      run_sparse_batches)
+from _sparse cimport (ScaledFirstLayer, LazyRows, sparse_chunk_gradient, sparse_forward,
+                      fold_scale, lazy_reset, catch_up_all, run_sparse_batches)
 
 cdef extern from "_blasctl.h" nogil:
     int blas_find "mlpcore_blas_find" (void* fn)
@@ -186,6 +186,7 @@ cdef class Workspace:
     cdef void* y_buf
     cdef void* sw_buf
     cdef void* grad
+    cdef Py_ssize_t* lazy_rows  # 3 x D (sparse workspaces, lazy momentum): see LazyRows
     cdef double* row_loss # rows: per-row losses of a parallel pass
     cdef Tuner tuner      # one thread or the team, pass by pass (see Tuner in _network.pxd)
     cdef readonly Py_ssize_t gram_block
@@ -238,6 +239,12 @@ cdef class Workspace:
             self.grad = _calloc(self.n_params * self.dtype.itemsize)
         return 0
 
+    cdef int need_lazy_rows(self) except -1:
+        """Allocate the row bookkeeping of lazy momentum (LazyRows) if not there yet."""
+        if self.lazy_rows == NULL:
+            self.lazy_rows = <Py_ssize_t*> _calloc(3 * self.sizes[0] * sizeof(Py_ssize_t))
+        return 0
+
     cdef Buffers buffers(self):
         cdef Buffers b
         b.rows = self.rows
@@ -268,6 +275,7 @@ cdef class Workspace:
         free(self.y_buf)
         free(self.sw_buf)
         free(self.grad)
+        free(self.lazy_rows)
         free(self.row_loss)
         free(self.gram_z)
         free(self.gram_u)
@@ -858,6 +866,16 @@ def train_epoch(Network network not None, Workspace workspace not None, floating
     scaled.v_sumsq = 0
     if scaled.track:
         fold_scale(&network.net, &theta[0], &scaled)
+    # Momentum and Nesterov without L2 on sparse rows step only the rows of W_1 a batch
+    # selects, catching the others up in closed form (see _sparse.pxd).
+    cdef LazyRows lazy
+    lazy.active = sparse and (r.kind == MOMENTUM or r.kind == NESTEROV) and alpha == 0
+    if lazy.active:
+        workspace.need_lazy_rows()
+        lazy.current = workspace.lazy_rows
+        lazy.mark = workspace.lazy_rows + network.net.sizes[0]
+        lazy.rows = workspace.lazy_rows + 2 * network.net.sizes[0]
+        lazy_reset(&lazy, network.net.sizes[0])
     cdef unsigned int fpenv
     status = DONE
     while prog.position < n and status == DONE:
@@ -866,7 +884,7 @@ def train_epoch(Network network not None, Workspace workspace not None, floating
             blas_old = _blas_single_begin(&team)
             if sparse:
                 status = run_sparse_batches(&network.net, &theta[0], &data, &buf, &r,
-                                            batch_size, n_params, &prog, &scaled)
+                                            batch_size, n_params, &prog, &scaled, &lazy)
             elif blocked:
                 status = run_samples_blocked(&network.net, &theta[0], &data, &buf, &r, &team,
                                              &prog)
@@ -884,6 +902,7 @@ def train_epoch(Network network not None, Workspace workspace not None, floating
         except KeyboardInterrupt:
             status = INTERRUPTED
     fold_scale(&network.net, &theta[0], &scaled)  # theta holds W_1 itself again
+    catch_up_all(&network.net, &theta[0], &r, &lazy)  # every row of W_1 current again
     if penalty_out is not None:
         penalty_out[0] = r.penalty_sum  # its length was checked before training
     return prog.loss_sum, prog.weight_sum, prog.updates, status

@@ -19,17 +19,28 @@
 # for the loss is kept up to date from the rows changed. V is folded back (W_1 = s V, s = 1)
 # before Python sees theta, and whenever s falls below SCALE_FOLD_BELOW.
 #
-# Momentum, Nesterov and Adam, and full batches larger than a chunk, form the gradient in
-# the workspace's gradient buffer (rows of W_1 not selected are zero) and apply the rule to
-# every parameter: their state decays every weight at every step, so the update is dense.
+# Momentum and Nesterov without L2 are lazy too. A row j of W_1 that no sample of a batch
+# selects has zero gradient, so the step only decays its velocity: after k such steps
+#     momentum:  v <- mu^k v,   w <- w + (mu + mu^2 + ... + mu^k) v
+#     nesterov:  v <- mu^k v,   w <- w + mu (mu + mu^2 + ... + mu^k) v
+# (v the velocity before them). LazyRows keeps, per row, the step it is current at; a row is
+# brought up to date in closed form when a batch selects it (before the forward pass reads
+# it) and every row at the end of the call, so theta and the velocity Python sees are those
+# of k explicit steps, up to rounding. Everything else (biases, later layers) steps densely.
+#
+# Adam (its second moment makes the catch-up depend on every past gradient's size), momentum
+# with L2 (the shrink couples w and v), and full batches larger than a chunk form the
+# gradient in the workspace's gradient buffer (rows of W_1 not selected are zero) and apply
+# the rule to every parameter: a dense update per step.
 from cython cimport floating
-from libc.math cimport isfinite
+from libc.math cimport isfinite, pow
 from libc.string cimport memset
 
 from _blas cimport gemm, sumsq
 from _activations cimport bias_activation
 from _losses cimport output_delta
-from _updates cimport SGD, UpdateCoefficients, UpdateRule, apply_step, next_step
+from _updates cimport (SGD, MOMENTUM, NESTEROV, UpdateCoefficients, UpdateRule, apply_step,
+                       next_step)
 from _network cimport Net, Data, Buffers, Progress, DONE, DIVERGED, gather_rows, l2_penalty
 from _batch cimport forward_pass, backprop, column_sums, add_weight_decay
 
@@ -61,6 +72,77 @@ cdef struct ScaledFirstLayer:
     double scale
     double v_sumsq      # ||V||^2, kept up to date (meaningful only when tracked)
     bint track          # keep v_sumsq (the L2 term is reported: alpha != 0)
+
+
+cdef struct LazyRows:
+    # Momentum and Nesterov on sparse rows without L2: which rows of W_1 are up to date.
+    bint active         # the rule is lazy for this call (see the top of this file)
+    Py_ssize_t step     # steps taken in this call
+    Py_ssize_t* current # D entries: the step row j of W_1 (and its velocity) is current at
+    Py_ssize_t* mark    # D entries: the step at which row j was last selected
+    Py_ssize_t* rows    # D entries: the rows selected by the current batch
+
+
+cdef inline void lazy_reset(LazyRows* lz, Py_ssize_t d) noexcept nogil:
+    cdef Py_ssize_t j
+    lz.step = 0
+    for j in range(d):
+        lz.current[j] = 0
+        lz.mark[j] = -1
+
+
+cdef inline void catch_up_row(floating* w, floating* v, Py_ssize_t m, Py_ssize_t k,
+                              double mu, bint nesterov) noexcept nogil:
+    """k steps with zero gradient on one row: v <- mu^k v, w <- w + c v (see the top)."""
+    cdef Py_ssize_t j
+    cdef double muk, geometric
+    cdef floating cw, cv
+    if k <= 0:
+        return
+    muk = pow(mu, <double> k)
+    geometric = k if mu == 1 else mu * (1 - muk) / (1 - mu)   # mu + ... + mu^k
+    cw = <floating> (mu * geometric if nesterov else geometric)
+    cv = <floating> muk
+    for j in range(m):
+        w[j] = w[j] + cw * v[j]
+        v[j] = cv * v[j]
+
+
+cdef inline void catch_up_all(const Net* net, floating* theta, const UpdateRule* rule,
+                              LazyRows* lz) noexcept nogil:
+    """Bring every row of W_1 (and its velocity) to step lz.step."""
+    cdef Py_ssize_t j, m = net.sizes[1]
+    cdef floating* W = theta + net.w_off[0]
+    cdef floating* V = <floating*> rule.s1 + net.w_off[0]
+    if not lz.active:
+        return
+    for j in range(net.sizes[0]):
+        catch_up_row(W + j * m, V + j * m, m, lz.step - lz.current[j], rule.momentum,
+                     rule.kind == NESTEROV)
+        lz.current[j] = lz.step
+
+
+cdef inline Py_ssize_t select_rows(const Net* net, floating* theta, floating* grad,
+                                   const UpdateRule* rule, const Data* data, Py_ssize_t first,
+                                   Py_ssize_t n, LazyRows* lz) noexcept nogil:
+    """The rows of W_1 the batch at positions first..first+n selects: each brought up to
+    date and its gradient row cleared; returns how many (listed in lz.rows)."""
+    cdef Py_ssize_t i, e, lo, hi, j, count = 0, m = net.sizes[1]
+    cdef floating* W = theta + net.w_off[0]
+    cdef floating* V = <floating*> rule.s1 + net.w_off[0]
+    for i in range(n):
+        csr_row(data, visited_row(data, first + i), &lo, &hi)
+        for e in range(lo, hi):
+            j = ((<const Py_ssize_t*> data.indices)[e] if data.index64
+                 else (<const int*> data.indices)[e])
+            if lz.mark[j] != lz.step:
+                lz.mark[j] = lz.step
+                lz.rows[count] = j
+                count += 1
+                catch_up_row(W + j * m, V + j * m, m, lz.step - lz.current[j],
+                             rule.momentum, rule.kind == NESTEROV)
+                memset(grad + net.w_off[0] + j * m, 0, m * sizeof(floating))
+    return count
 
 
 cdef inline void csr_row(const Data* data, Py_ssize_t r, Py_ssize_t* lo,
@@ -196,11 +278,13 @@ cdef inline double sparse_chunk_gradient(const Net* net, const floating* theta,
                                          const floating* sw, Py_ssize_t first, Py_ssize_t n,
                                          floating** acts, floating** deltas, floating* grad,
                                          floating scale, bint accumulate, double eps,
-                                         double* weight_sum) noexcept nogil:
+                                         double* weight_sum,
+                                         bint rows_cleared=False) noexcept nogil:
     """grad (+)= scale * the summed gradient of the rows at positions first..first+n
     (y, sw: their targets and weights, gathered); returns sum_i w_i l_i.
 
-    When not accumulating, the first layer's weight gradient is cleared whole first."""
+    When not accumulating, the first layer's weight gradient is cleared whole first, unless
+    ``rows_cleared`` says the rows the batch selects are already (see select_rows)."""
     cdef Py_ssize_t m = net.sizes[1], k = net.sizes[net.n_layers]
     cdef floating beta = 1 if accumulate else 0
     cdef double loss_sum
@@ -208,7 +292,7 @@ cdef inline double sparse_chunk_gradient(const Net* net, const floating* theta,
     loss_sum = output_delta(deltas[net.n_layers - 1], acts[net.n_layers - 1], y, sw, n, k,
                             net.output, net.loss, eps, weight_sum)
     backprop(net, theta, NULL, n, acts, deltas, grad, scale, beta, beta, 1)
-    if not accumulate:
+    if not accumulate and not rows_cleared:
         memset(grad + net.w_off[0], 0, net.sizes[0] * m * sizeof(floating))
     sparse_first_gradient(grad + net.w_off[0], deltas[0], m, data, first, n, scale, NULL)
     column_sums(grad + net.b_off[0], deltas[0], n, m, scale, beta)
@@ -233,7 +317,8 @@ cdef inline void fold_scale(const Net* net, floating* theta, ScaledFirstLayer* s
 cdef inline int run_sparse_batches(const Net* net, floating* theta, const Data* data,
                                    const Buffers* buf, UpdateRule* rule,
                                    Py_ssize_t batch_size, Py_ssize_t n_params,
-                                   Progress* prog, ScaledFirstLayer* sc) noexcept nogil:
+                                   Progress* prog, ScaledFirstLayer* sc,
+                                   LazyRows* lz) noexcept nogil:
     """run_batches (_batch.pxd) for CSR rows: the same batches, losses and updates.
 
     A batch of B rows minimises J_b = (sum_i w_i l_i + alpha/2 sum ||W||^2) / n_b at its
@@ -242,8 +327,10 @@ cdef inline int run_sparse_batches(const Net* net, floating* theta, const Data* 
         W_l <- (1 - lr alpha / n_b) W_l - (lr / n_b) A_{l-1}^T delta_l,
         b_l <- b_l - (lr / n_b) colsum(delta_l)
     straight to theta, the first layer through its scale factor (see the top of this file);
-    every other case forms the gradient and applies the rule to all parameters. Batch size 1
-    (per-sample SGD) is the same loop with one row per batch.
+    momentum and Nesterov without L2 (lz.active) step only the rows of W_1 the batch
+    selects, after bringing them up to date; every other case forms the gradient and
+    applies the rule to all parameters. Batch size 1 (per-sample SGD) is the same loop with
+    one row per batch.
     """
     cdef Py_ssize_t k = net.sizes[net.n_layers], m = net.sizes[1], chunk = buf.rows
     cdef Py_ssize_t start = prog.position, stop, nb, cs, ce, nc, i, done = 0
@@ -258,8 +345,10 @@ cdef inline int run_sparse_batches(const Net* net, floating* theta, const Data* 
     cdef const floating* wb
     cdef double loss_b, w_b, w_c, per_row, decay, scale_next
     cdef floating lr = <floating> rule.lr
-    cdef bint fused, last
+    cdef bint fused, last, lazy
     cdef UpdateCoefficients step
+    cdef Py_ssize_t r, j, selected = 0, rest = n_params - net.b_off[0]
+    cdef floating* s1 = <floating*> rule.s1
 
     while start < data.n and done < prog.budget:
         stop = min(start + batch_size, data.n)
@@ -272,8 +361,11 @@ cdef inline int run_sparse_batches(const Net* net, floating* theta, const Data* 
         if w_b != 0:
             per_row = nb / w_b
             fused = rule.kind == SGD and nb <= chunk
+            lazy = lz.active and nb <= chunk
             if not fused and sc.scale != 1:
                 fold_scale(net, theta, sc)
+            if lz.active and not lazy:
+                catch_up_all(net, theta, rule, lz)  # a dense step follows
             loss_b = 0
             if rule.alpha != 0:
                 if fused and sc.track:
@@ -320,6 +412,22 @@ cdef inline int run_sparse_batches(const Net* net, floating* theta, const Data* 
                     column_sums(theta + net.b_off[0], deltas[0], nc, m, <floating> (-lr / w_b),
                                 1)
                     sc.scale = scale_next
+                elif lazy:
+                    selected = select_rows(net, theta, grad, rule, data, cs, nc, lz)
+                    loss_b += sparse_chunk_gradient(net, theta, data, yb, wb, cs, nc, acts,
+                                                    deltas, grad, <floating> (1 / w_b),
+                                                    False, prog.eps, &w_c, True)
+                    if not isfinite(loss_b):
+                        return DIVERGED
+                    step = next_step(rule)
+                    # Biases and later layers densely, then the selected rows of W_1.
+                    apply_step(theta + net.b_off[0], grad + net.b_off[0], s1 + net.b_off[0],
+                               NULL, rest, &step)
+                    for r in range(selected):
+                        j = net.w_off[0] + lz.rows[r] * m
+                        apply_step(theta + j, grad + j, s1 + j, NULL, m, &step)
+                        lz.current[lz.rows[r]] = lz.step + 1
+                    lz.step += 1
                 else:
                     loss_b += sparse_chunk_gradient(net, theta, data, yb, wb, cs, nc, acts,
                                                     deltas, grad, <floating> (1 / w_b),

@@ -83,6 +83,26 @@ def test_sparse_trains_like_dense(data, optimizer, batch_size, alpha):
                              learning_rate=0.02, seed=3)
     assert max_difference(dense, sparse) < 1e-12
     np.testing.assert_allclose(sparse.history["loss"], dense.history["loss"], rtol=1e-12)
+    # The optimizer state too (velocities, Adam's moments): the lazy rows of momentum and
+    # Nesterov are caught up before Python sees them, so training resumes identically.
+    for a, b in zip(dense.optimizer.state, sparse.optimizer.state):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-12)
+
+
+def test_lazy_momentum_catches_up_rows_unused_for_many_steps(data):
+    # Feature 0 appears only in the first rows visited; its row of W1 then coasts on its
+    # velocity for the rest of the epoch, caught up in closed form at the end.
+    X, y, Xs = data
+    X2 = X.copy()
+    X2[:, 0] = 0
+    X2[:3, 0] = 1.0
+    Xs2 = sp.csr_matrix(X2)
+    for optimizer in ("momentum", "nesterov"):
+        dense, sparse = fit_both(X2, Xs2, y, hidden=(4,), optimizer=optimizer, batch_size=1,
+                                 shuffle=False, epochs=2, learning_rate=0.05, seed=0)
+        assert max_difference(dense, sparse) < 1e-12
+        for a, b in zip(dense.optimizer.state, sparse.optimizer.state):
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1e-2])
