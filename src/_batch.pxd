@@ -185,12 +185,9 @@ cdef inline void rows_phase(const Net* net, const floating* theta, const Data* d
                             const Buffers* buf, const Pass* ps, const Team* team,
                             double eps, int p) noexcept nogil:
     """Thread p's block of rows: gather, forward pass, output delta, deltas of every layer."""
-    cdef Py_ssize_t lo, hi, n, l, fan_in, fan_out, d = net.sizes[0], k = net.sizes[net.n_layers]
+    cdef Py_ssize_t lo, hi, n, d = net.sizes[0], k = net.sizes[net.n_layers]
     cdef floating** acts = <floating**> buf.acts
-    cdef floating** deltas = <floating**> buf.deltas
     cdef const floating* x = <const floating*> ps.x
-    cdef const floating* y = <const floating*> ps.y
-    cdef const floating* sw = <const floating*> ps.sw
     cdef unsigned int fpenv
     note_blas_threads(team, p)
     split_range(ps.n, ps.n_threads, team.align, p, &lo, &hi)
@@ -208,6 +205,20 @@ cdef inline void rows_phase(const Net* net, const floating* theta, const Data* d
             gather_rows(<floating*> buf.sw_buf + lo, <const floating*> data.sw,
                         data.order + ps.first + lo, n, 1)
     forward_pass(net, theta, x + lo * d, n, acts, lo, False)
+    block_deltas(net, theta, buf, ps, eps, lo, n)
+    restore_fpenv(fpenv)
+
+
+cdef inline void block_deltas(const Net* net, const floating* theta, const Buffers* buf,
+                              const Pass* ps, double eps, Py_ssize_t lo,
+                              Py_ssize_t n) noexcept nogil:
+    """Rows lo..lo+n of a pass whose activations are formed: output delta (and w_i l_i into
+    row_loss), then the deltas of every layer."""
+    cdef Py_ssize_t l, fan_in, fan_out, k = net.sizes[net.n_layers]
+    cdef floating** acts = <floating**> buf.acts
+    cdef floating** deltas = <floating**> buf.deltas
+    cdef const floating* y = <const floating*> ps.y
+    cdef const floating* sw = <const floating*> ps.sw
     output_delta_rows(deltas[net.n_layers - 1] + lo * k, acts[net.n_layers - 1] + lo * k,
                       y + lo * k, sw + lo if sw != NULL else NULL, n, k, net.output, net.loss,
                       eps, buf.row_loss + lo)
@@ -218,7 +229,6 @@ cdef inline void rows_phase(const Net* net, const floating* theta, const Data* d
              theta + net.w_off[l], fan_out, 0, deltas[l - 1] + lo * fan_in, fan_in)
         mul_derivative(deltas[l - 1] + lo * fan_in, acts[l - 1] + lo * fan_in, n * fan_in,
                        net.hidden)
-    restore_fpenv(fpenv)
 
 
 cdef inline void step_range(floating* theta, const floating* grad, const UpdateRule* rule,
@@ -235,8 +245,9 @@ cdef inline void step_range(floating* theta, const floating* grad, const UpdateR
 
 cdef inline void gradient_phase(const Net* net, floating* theta, const Buffers* buf,
                                 const UpdateRule* rule, const Pass* ps, const Team* team,
-                                int p) noexcept nogil:
-    """Thread p's share of the gradient (and, with ps.apply, of the update)."""
+                                int p, Py_ssize_t first_layer=0) noexcept nogil:
+    """Thread p's share of the gradient (and, with ps.apply, of the update), of layers
+    first_layer + 1..L (sparse input forms layer 1's itself, see _sparse.pxd)."""
     cdef Py_ssize_t l, i0, i1, fan_in, fan_out
     cdef int t = ps.n_threads
     cdef floating** acts = <floating**> buf.acts
@@ -245,7 +256,7 @@ cdef inline void gradient_phase(const Net* net, floating* theta, const Buffers* 
     cdef const floating* a_prev
     cdef unsigned int fpenv = get_fpenv()
     restore_fpenv(ps.fpenv)
-    for l in range(net.n_layers):
+    for l in range(first_layer, net.n_layers):
         fan_in = net.sizes[l]
         fan_out = net.sizes[l + 1]
         a_prev = <const floating*> ps.x if l == 0 else acts[l - 1]

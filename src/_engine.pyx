@@ -27,7 +27,8 @@ from _network cimport (Net, Data, Buffers, Progress, Team, Tuner, DONE, DIVERGED
 from _batch cimport add_weight_decay, forward_pass, pass_gradient, pass_threads, run_batches
 from _per_sample cimport run_samples, run_samples_blocked
 from _sparse cimport (ScaledFirstLayer, LazyRows, sparse_chunk_gradient, sparse_forward,
-                      fold_scale, lazy_reset, catch_up_all, run_sparse_batches)
+                      sparse_first_layer, sparse_pass_threads, fold_scale, lazy_reset,
+                      catch_up_all, run_sparse_batches)
 
 cdef extern from "_blasctl.h" nogil:
     int blas_find "mlpcore_blas_find" (void* fn)
@@ -565,9 +566,17 @@ def forward(Network network not None, const floating[::1] theta not None, X not 
             while start < n:
                 nc = min(rows, n - start)
                 acts[L - 1] = &out[start, 0]  # the last layer writes straight into out
-                t = 1 if data.indptr != NULL else pass_threads(net, &team, nc)
                 if data.indptr != NULL:
+                    t = sparse_pass_threads(net, &team, &data, start, nc)
+                else:
+                    t = pass_threads(net, &team, nc)
+                if data.indptr != NULL and t == 1:
                     sparse_forward(net, &theta[0], 1, &data, start, nc, acts)
+                elif data.indptr != NULL:
+                    fpenv = get_fpenv()
+                    for p in prange(t, num_threads=t, schedule='static', chunksize=1):
+                        _sparse_forward_block(net, &theta[0], &data, start, nc, acts, &team,
+                                              t, p, fpenv)
                 elif t == 1:
                     forward_pass(net, &theta[0], x + start * d, nc, acts)
                 else:
@@ -595,6 +604,24 @@ cdef inline void _forward_block(const Net* net, const floating* theta, const flo
         fpenv = get_fpenv()
         restore_fpenv(caller_fpenv)  # the caller's floating-point mode
         forward_pass(net, theta, x + lo * net.sizes[0], hi - lo, acts, lo, False)
+        restore_fpenv(fpenv)
+
+
+cdef inline void _sparse_forward_block(const Net* net, const floating* theta,
+                                       const Data* data, Py_ssize_t first, Py_ssize_t n,
+                                       floating** acts, const Team* team, int t, int p,
+                                       unsigned int caller_fpenv) noexcept nogil:
+    """Thread p's block of rows of a forward pass over CSR rows split among t threads."""
+    cdef Py_ssize_t lo, hi, m = net.sizes[1]
+    cdef unsigned int fpenv
+    note_blas_threads(team, p)
+    split_range(n, t, team.align, p, &lo, &hi)
+    if hi > lo:
+        fpenv = get_fpenv()
+        restore_fpenv(caller_fpenv)
+        sparse_first_layer(net, theta, 1, data, first + lo, hi - lo, acts[0] + lo * m)
+        if net.n_layers > 1:
+            forward_pass(net, theta, acts[0] + lo * m, hi - lo, acts, lo, False, 1)
         restore_fpenv(fpenv)
 
 
@@ -884,7 +911,8 @@ def train_epoch(Network network not None, Workspace workspace not None, floating
             blas_old = _blas_single_begin(&team)
             if sparse:
                 status = run_sparse_batches(&network.net, &theta[0], &data, &buf, &r,
-                                            batch_size, n_params, &prog, &scaled, &lazy)
+                                            batch_size, n_params, &prog, &scaled, &lazy,
+                                            &team)
             elif blocked:
                 status = run_samples_blocked(&network.net, &theta[0], &data, &buf, &r, &team,
                                              &prog)

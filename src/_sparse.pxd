@@ -32,7 +32,14 @@
 # with L2 (the shrink couples w and v), and full batches larger than a chunk form the
 # gradient in the workspace's gradient buffer (rows of W_1 not selected are zero) and apply
 # the rule to every parameter: a dense update per step.
+#
+# Mini-batches of plain SGD split among the Team's threads as dense ones do (_batch.pxd):
+# thread p forms A_1 and every delta of its block of rows, then the gradient step of its
+# share of the dense layers and of a block of W_1's rows (it applies every entry whose
+# column falls in its block, in the same order as one thread would, so the weights do not
+# depend on the thread count).
 from cython cimport floating
+from cython.parallel cimport prange
 from libc.math cimport isfinite, pow
 from libc.string cimport memset
 
@@ -41,8 +48,11 @@ from _activations cimport bias_activation
 from _losses cimport output_delta
 from _updates cimport (SGD, MOMENTUM, NESTEROV, UpdateCoefficients, UpdateRule, apply_step,
                        next_step)
-from _network cimport Net, Data, Buffers, Progress, DONE, DIVERGED, gather_rows, l2_penalty
-from _batch cimport forward_pass, backprop, column_sums, add_weight_decay
+from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, gather_rows,
+                       l2_penalty, split_range, get_fpenv, restore_fpenv, tuner_pick,
+                       tuner_record, now_seconds, note_blas_threads)
+from _batch cimport (Pass, forward_pass, backprop, column_sums, add_weight_decay, block_deltas,
+                     gradient_phase)
 
 cdef extern from *:
     """
@@ -186,9 +196,10 @@ cdef inline void add_selected_rows(floating* z, const floating* W, Py_ssize_t m,
 
 cdef inline void scatter_selected_rows(floating* G, const floating* d, Py_ssize_t m,
                                        const csr_index* idx, const floating* val,
-                                       Py_ssize_t nnz, floating c,
-                                       ScaledFirstLayer* sc) noexcept nogil:
-    """G[idx[e], :] += c val[e] d for every entry e; with sc.track, ||G||^2 follows."""
+                                       Py_ssize_t nnz, floating c, ScaledFirstLayer* sc,
+                                       Py_ssize_t j0=0, Py_ssize_t j1=-1) noexcept nogil:
+    """G[idx[e], :] += c val[e] d for every entry e (with j1 >= 0: only those whose column
+    lies in j0..j1-1); with sc.track, ||G||^2 follows."""
     cdef Py_ssize_t e, j
     cdef floating* g
     cdef floating a, gj, dot
@@ -197,6 +208,11 @@ cdef inline void scatter_selected_rows(floating* G, const floating* d, Py_ssize_
     if track:
         for j in range(m):
             dd += <double> d[j] * d[j]
+    if j1 >= 0:
+        for e in range(nnz):
+            if j0 <= idx[e] < j1:
+                scatter_selected_rows(G, d, m, idx + e, val + e, 1, c, sc)
+        return
     for e in range(min(PREFETCH_AHEAD, nnz)):
         prefetch_row(G, m, idx, e, nnz)
     for e in range(nnz):
@@ -257,20 +273,22 @@ cdef inline void sparse_forward(const Net* net, const floating* theta, floating 
 
 cdef inline void sparse_first_gradient(floating* G, const floating* delta, Py_ssize_t m,
                                        const Data* data, Py_ssize_t first, Py_ssize_t n,
-                                       floating c, ScaledFirstLayer* sc) noexcept nogil:
+                                       floating c, ScaledFirstLayer* sc, Py_ssize_t j0=0,
+                                       Py_ssize_t j1=-1) noexcept nogil:
     """G += c X_b^T delta_1 over the rows at positions first..first+n; G is laid out as W_1.
 
-    Only the rows of G that the batch's features select are written."""
+    Only the rows of G that the batch's features select are written (with j1 >= 0, only
+    those of them in j0..j1-1)."""
     cdef Py_ssize_t i, lo, hi
     cdef const floating* val = <const floating*> data.X
     for i in range(n):
         csr_row(data, visited_row(data, first + i), &lo, &hi)
         if data.index64:
             scatter_selected_rows(G, delta + i * m, m, <const Py_ssize_t*> data.indices + lo,
-                                  val + lo, hi - lo, c, sc)
+                                  val + lo, hi - lo, c, sc, j0, j1)
         else:
             scatter_selected_rows(G, delta + i * m, m, <const int*> data.indices + lo,
-                                  val + lo, hi - lo, c, sc)
+                                  val + lo, hi - lo, c, sc, j0, j1)
 
 
 cdef inline double sparse_chunk_gradient(const Net* net, const floating* theta,
@@ -314,11 +332,86 @@ cdef inline void fold_scale(const Net* net, floating* theta, ScaledFirstLayer* s
         sc.v_sumsq = l2_penalty(net, theta, 0) - l2_penalty(net, theta, 1)
 
 
+cdef inline int sparse_pass_threads(const Net* net, const Team* team, const Data* data,
+                                    Py_ssize_t first, Py_ssize_t n) noexcept nogil:
+    """Threads worth splitting a plain-SGD pass over these rows among: each must get
+    team.align rows and team.min_macs multiply-adds (about 2 nnz M_1 for the first layer,
+    3 n fan_in fan_out for each later one)."""
+    cdef Py_ssize_t i, l, lo, hi, nnz = 0
+    cdef double macs = 0
+    cdef int t = team.n_threads
+    if t < 2 or n < 2 * team.align:
+        return 1
+    for i in range(n):
+        csr_row(data, visited_row(data, first + i), &lo, &hi)
+        nnz += hi - lo
+    macs = 2.0 * nnz * net.sizes[1]
+    for l in range(1, net.n_layers):
+        macs += 3.0 * n * net.sizes[l] * net.sizes[l + 1]
+    while t > 1 and (macs < t * team.min_macs or n < t * team.align):
+        t -= 1
+    return t
+
+
+cdef inline void sparse_rows_block(const Net* net, const floating* theta, floating scale,
+                                   const Data* data, const Buffers* buf, const Pass* ps,
+                                   const Team* team, double eps, int p) noexcept nogil:
+    """Thread p's block of a pass's rows: A_1 from the sparse rows, the later layers, the
+    output delta and every delta (rows_phase of _batch.pxd for CSR rows)."""
+    cdef Py_ssize_t lo, hi, n, k = net.sizes[net.n_layers], m = net.sizes[1]
+    cdef floating** acts = <floating**> buf.acts
+    cdef unsigned int fpenv
+    note_blas_threads(team, p)
+    split_range(ps.n, ps.n_threads, team.align, p, &lo, &hi)
+    n = hi - lo
+    if n <= 0:
+        return
+    fpenv = get_fpenv()
+    restore_fpenv(ps.fpenv)
+    if data.order != NULL:
+        gather_rows(<floating*> buf.y_buf + lo * k, <const floating*> data.Y,
+                    data.order + ps.first + lo, n, k)
+        if data.sw != NULL:
+            gather_rows(<floating*> buf.sw_buf + lo, <const floating*> data.sw,
+                        data.order + ps.first + lo, n, 1)
+    sparse_first_layer(net, theta, scale, data, ps.first + lo, n, acts[0] + lo * m)
+    if net.n_layers > 1:
+        forward_pass(net, theta, acts[0] + lo * m, n, acts, lo, False, 1)
+    block_deltas(net, theta, buf, ps, eps, lo, n)
+    restore_fpenv(fpenv)
+
+
+cdef inline void sparse_step_block(const Net* net, floating* theta, const Data* data,
+                                   const Buffers* buf, const Pass* ps, const Team* team,
+                                   floating c, ScaledFirstLayer* sc, double* sumsq_change,
+                                   int p) noexcept nogil:
+    """Thread p's share of a plain-SGD step: its share of the later layers (gradient_phase)
+    and the entries of the batch whose column lies in its block of W_1's rows; b_1 by
+    thread 0. sumsq_change[p] receives its change of ||V||^2."""
+    cdef Py_ssize_t j0, j1, m = net.sizes[1]
+    cdef ScaledFirstLayer mine
+    cdef unsigned int fpenv
+    gradient_phase(net, theta, buf, NULL, ps, team, p, 1)
+    fpenv = get_fpenv()
+    restore_fpenv(ps.fpenv)
+    split_range(net.sizes[0], ps.n_threads, 1, p, &j0, &j1)
+    mine.track = sc.track
+    mine.v_sumsq = 0
+    if j1 > j0:
+        sparse_first_gradient(theta + net.w_off[0], (<floating**> buf.deltas)[0], m, data,
+                              ps.first, ps.n, c, &mine, j0, j1)
+    sumsq_change[p] = mine.v_sumsq
+    if p == 0:
+        column_sums(theta + net.b_off[0], (<floating**> buf.deltas)[0], ps.n, m,
+                    <floating> ps.scale, 1)
+    restore_fpenv(fpenv)
+
+
 cdef inline int run_sparse_batches(const Net* net, floating* theta, const Data* data,
                                    const Buffers* buf, UpdateRule* rule,
                                    Py_ssize_t batch_size, Py_ssize_t n_params,
                                    Progress* prog, ScaledFirstLayer* sc,
-                                   LazyRows* lz) noexcept nogil:
+                                   LazyRows* lz, const Team* team) noexcept nogil:
     """run_batches (_batch.pxd) for CSR rows: the same batches, losses and updates.
 
     A batch of B rows minimises J_b = (sum_i w_i l_i + alpha/2 sum ||W||^2) / n_b at its
@@ -349,6 +442,10 @@ cdef inline int run_sparse_batches(const Net* net, floating* theta, const Data* 
     cdef UpdateCoefficients step
     cdef Py_ssize_t r, j, selected = 0, rest = n_params - net.b_off[0]
     cdef floating* s1 = <floating*> rule.s1
+    cdef int usable = 1, p
+    cdef double t0 = 0, total
+    cdef double sumsq_change[256]  # MAX_THREADS
+    cdef Pass ps
 
     while start < data.n and done < prog.budget:
         stop = min(start + batch_size, data.n)
@@ -389,15 +486,38 @@ cdef inline int run_sparse_batches(const Net* net, floating* theta, const Data* 
                     yb = <floating*> buf.y_buf
                     wb = <floating*> buf.sw_buf if sw != NULL else NULL
                 if fused:
-                    sparse_forward(net, theta, <floating> sc.scale, data, cs, nc, acts)
-                    loss_b += output_delta(deltas[net.n_layers - 1], acts[net.n_layers - 1],
-                                           yb, wb, nc, k, net.output, net.loss, prog.eps, &w_c)
+                    usable = sparse_pass_threads(net, team, data, cs, nc)
+                    ps.n_threads = tuner_pick(team.tuner, usable)
+                    if usable > 1:
+                        t0 = now_seconds()
+                    decay = 1 - lr * rule.alpha / w_b
+                    if ps.n_threads > 1:
+                        # The rows phase on the team (A_1 from the current scale factor).
+                        ps.first = cs
+                        ps.n = nc
+                        ps.y = yb
+                        ps.sw = wb
+                        ps.fpenv = get_fpenv()
+                        for p in prange(ps.n_threads, num_threads=ps.n_threads,
+                                        schedule='static', chunksize=1):
+                            sparse_rows_block(net, theta, <floating> sc.scale, data, buf, &ps,
+                                              team, prog.eps, p)
+                        total = 0
+                        for i in range(nc):
+                            total = total + buf.row_loss[i]
+                        loss_b += total
+                    else:
+                        sparse_forward(net, theta, <floating> sc.scale, data, cs, nc, acts)
+                        loss_b += output_delta(deltas[net.n_layers - 1],
+                                               acts[net.n_layers - 1], yb, wb, nc, k,
+                                               net.output, net.loss, prog.eps, &w_c)
                     if not isfinite(loss_b):
                         return DIVERGED
-                    decay = 1 - lr * rule.alpha / w_b
-                    # Layers 2..L: the dense fused step (delta_1 is formed before W_2 moves).
-                    backprop(net, theta, NULL, nc, acts, deltas, theta, <floating> (-lr / w_b),
-                             <floating> decay, 1, 1)
+                    if ps.n_threads == 1:
+                        # Layers 2..L: the dense fused step (delta_1 is formed before W_2
+                        # moves).
+                        backprop(net, theta, NULL, nc, acts, deltas, theta,
+                                 <floating> (-lr / w_b), <floating> decay, 1, 1)
                     if not SCALE_FOLD_BELOW < decay * sc.scale < 1 / SCALE_FOLD_BELOW:
                         # A shrink to (about) zero or below, or a growth (negative weights
                         # with scikit-learn's rule): applied to W_1 densely.
@@ -407,11 +527,29 @@ cdef inline int run_sparse_batches(const Net* net, floating* theta, const Data* 
                         decay = 1
                     # Layer 1: s <- s decay, V[j, :] -= (lr / n_b / s) v delta_1[i, :].
                     scale_next = sc.scale * decay
-                    sparse_first_gradient(W1, deltas[0], m, data, cs, nc,
-                                          <floating> (-lr / w_b / scale_next), sc)
-                    column_sums(theta + net.b_off[0], deltas[0], nc, m, <floating> (-lr / w_b),
-                                1)
+                    if ps.n_threads > 1:
+                        # Later layers (their L2 shrink as dense ones: w_beta) and W_1's
+                        # rows, split among the team.
+                        ps.out = theta
+                        ps.scale = -lr / w_b
+                        ps.w_beta = <floating> (1 - lr * rule.alpha / w_b)
+                        ps.b_beta = 1
+                        ps.apply = False
+                        for p in prange(ps.n_threads, num_threads=ps.n_threads,
+                                        schedule='static', chunksize=1):
+                            sparse_step_block(net, theta, data, buf, &ps, team,
+                                              <floating> (-lr / w_b / scale_next), sc,
+                                              sumsq_change, p)
+                        for p in range(ps.n_threads):
+                            sc.v_sumsq += sumsq_change[p]
+                    else:
+                        sparse_first_gradient(W1, deltas[0], m, data, cs, nc,
+                                              <floating> (-lr / w_b / scale_next), sc)
+                        column_sums(theta + net.b_off[0], deltas[0], nc, m,
+                                    <floating> (-lr / w_b), 1)
                     sc.scale = scale_next
+                    if usable > 1:
+                        tuner_record(team.tuner, ps.n_threads, usable, now_seconds() - t0, nc)
                 elif lazy:
                     selected = select_rows(net, theta, grad, rule, data, cs, nc, lz)
                     loss_b += sparse_chunk_gradient(net, theta, data, yb, wb, cs, nc, acts,

@@ -8,6 +8,8 @@ the tests say something about it. ``last_region_blas_threads`` reports which eng
 ran in the last parallel region, so each test also checks that the parallel path ran.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.linalg import blas
@@ -299,3 +301,37 @@ def test_set_num_threads_refuses_bad_counts(bad, error):
     with pytest.raises(error):
         _engine.set_num_threads(bad)
     assert _engine.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("hidden", [(), (16,), (16, 8)])
+@pytest.mark.parametrize("alpha", [0.0, 1e-2])
+def test_sparse_minibatches_split_among_threads_give_identical_weights(parallel, dtype,
+                                                                       hidden, alpha):
+    # Plain SGD on CSR rows: the rows phase split by rows, W1's step split by its rows
+    # (each thread applies the entries of its columns in the one-thread order).
+    import scipy.sparse
+
+    rng = np.random.default_rng(5)
+    X = rng.random((300, 200))
+    X[X < 0.9] = 0
+    Xs = scipy.sparse.csr_matrix(X.astype(dtype))
+    y = rng.integers(0, 3, 300)
+    models = []
+    for threads in (1, 2, 3):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", mlpcore.FeatureScaleWarning)
+            models.append(mlpcore.fit(Xs, y, hidden=hidden, batch_size=48, epochs=2,
+                                      alpha=alpha, seed=0, n_threads=threads))
+        if threads > 1:  # the last region: the final loss's forward pass
+            assert _engine.last_region_blas_threads() == [1] * threads
+    # A training epoch itself runs split, with single-threaded BLAS inside.
+    m = models[-1]
+    _engine.set_num_threads(2)
+    workspace = _engine.Workspace(m._network, 48, m.dtype, True)
+    _engine.train_epoch(m._network, workspace, m._theta.copy(), Xs,
+                        np.eye(3, dtype=dtype)[y], None, None, 48, "sgd", 0.01, alpha=alpha)
+    assert _engine.last_region_blas_threads() == [1, 1]
+    for other in models[1:]:
+        for a, b in zip(models[0].weights + models[0].biases, other.weights + other.biases):
+            np.testing.assert_array_equal(a, b)
