@@ -59,6 +59,17 @@ cdef inline double sumsq(const floating* x, int n) noexcept nogil:
         return ddot(&n, <double*> x, &inc, <double*> x, &inc)
 
 
+cdef inline double dot(const floating* x, const floating* y, int n) noexcept nogil:
+    """sum_i x_i y_i, accumulated in double (dsdot for float32)."""
+    cdef int inc = 1
+    if n <= 0:
+        return 0
+    if floating is float:
+        return dsdot(&n, <float*> x, &inc, <float*> y, &inc)
+    else:
+        return ddot(&n, <double*> x, &inc, <double*> y, &inc)
+
+
 cdef inline void gram_lower(int n, int k, const floating* a, int lda, floating* c,
                             int ldc) noexcept nogil:
     """C[i, j] = <a_i, a_j> for j <= i (row-major: the lower triangle and the diagonal).
