@@ -199,14 +199,20 @@ cdef inline void rows_phase(const Net* net, const floating* theta, const Data* d
     if data.order != NULL:
         gather_rows(<floating*> buf.x_buf + lo * d, <const floating*> data.X,
                     data.order + ps.first + lo, n, d)
-        gather_rows(<floating*> buf.y_buf + lo * k, <const floating*> data.Y,
-                    data.order + ps.first + lo, n, k)
-        if data.sw != NULL:
-            gather_rows(<floating*> buf.sw_buf + lo, <const floating*> data.sw,
-                        data.order + ps.first + lo, n, 1)
+        gather_targets(<floating*> buf.y_buf, <floating*> buf.sw_buf, data, ps.first, lo, n, k)
     forward_pass(net, theta, x + lo * d, n, acts, lo, False)
     block_deltas(net, theta, buf, ps, eps, lo, n)
     restore_fpenv(fpenv)
+
+
+cdef inline void gather_targets(floating* y_buf, floating* sw_buf, const Data* data,
+                                Py_ssize_t first, Py_ssize_t lo, Py_ssize_t n,
+                                Py_ssize_t k) noexcept nogil:
+    """Rows lo..lo+n of the pass starting at position ``first`` of the visiting order: their
+    targets and weights into the gather buffers."""
+    gather_rows(y_buf + lo * k, <const floating*> data.Y, data.order + first + lo, n, k)
+    if data.sw != NULL:
+        gather_rows(sw_buf + lo, <const floating*> data.sw, data.order + first + lo, n, 1)
 
 
 cdef inline void block_deltas(const Net* net, const floating* theta, const Buffers* buf,

@@ -52,7 +52,7 @@ from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, gathe
                        l2_penalty, split_range, get_fpenv, restore_fpenv, tuner_pick,
                        tuner_record, now_seconds, note_blas_threads)
 from _batch cimport (Pass, forward_pass, backprop, column_sums, add_weight_decay, block_deltas,
-                     gradient_phase)
+                     gather_targets, gradient_phase)
 
 cdef extern from *:
     """
@@ -363,11 +363,7 @@ cdef inline void sparse_rows_block(const Net* net, const floating* theta, floati
     fpenv = get_fpenv()
     restore_fpenv(ps.fpenv)
     if data.order != NULL:
-        gather_rows(<floating*> buf.y_buf + lo * k, <const floating*> data.Y,
-                    data.order + ps.first + lo, n, k)
-        if data.sw != NULL:
-            gather_rows(<floating*> buf.sw_buf + lo, <const floating*> data.sw,
-                        data.order + ps.first + lo, n, 1)
+        gather_targets(<floating*> buf.y_buf, <floating*> buf.sw_buf, data, ps.first, lo, n, k)
     sparse_first_layer(net, theta, scale, data, ps.first + lo, n, acts[0] + lo * m)
     if net.n_layers > 1:
         forward_pass(net, theta, acts[0] + lo * m, n, acts, lo, False, 1)
