@@ -308,13 +308,18 @@ def test_dropin_matches_scikit_learn_on_sparse_input(data):
     from mlpcore.sklearn import MLPClassifier
 
     X, y, Xs = data
+    weights = np.random.default_rng(3).random(N) * 2
+    cases = [("sgd", 1, 1e-3, 0.9, None), ("sgd", 16, 1e-3, 0.9, None),
+             ("sgd", 16, 0.0, 0.9, None),  # Nesterov without L2: the lazy rows
+             ("sgd", 8, 1e-2, 0.0, weights),  # plain SGD, L2 as a scale factor, weights
+             ("adam", 16, 1e-3, 0.9, weights), ("lbfgs", "auto", 1e-3, 0.9, None)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for solver, batch in (("sgd", 1), ("sgd", 16), ("adam", 16), ("lbfgs", "auto")):
+        for solver, batch, alpha, momentum, sw in cases:
             settings = dict(hidden_layer_sizes=(7,), solver=solver, batch_size=batch,
-                            max_iter=5, random_state=0, alpha=1e-3)
-            ours = MLPClassifier(**settings).fit(Xs, y)
-            ref = Reference(**settings).fit(Xs, y)
+                            max_iter=5, random_state=0, alpha=alpha, momentum=momentum)
+            ours = MLPClassifier(**settings).fit(Xs, y, sample_weight=sw)
+            ref = Reference(**settings).fit(Xs, y, sample_weight=sw)
             for a, b in zip(ours.coefs_ + ours.intercepts_, ref.coefs_ + ref.intercepts_):
                 np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
             np.testing.assert_allclose(ours.predict_proba(Xs), ref.predict_proba(Xs),
