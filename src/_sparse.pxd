@@ -17,7 +17,8 @@
 # V[j, :] -= (lr / n_b / s) v delta_1[i, :] touches only the selected rows (the trick of
 # scikit-learn's SGDClassifier, sklearn/linear_model/_sgd_fast.pyx). ||W_1||^2 = s^2 ||V||^2
 # for the loss is kept up to date from the rows changed. V is folded back (W_1 = s V, s = 1)
-# before Python sees theta, and whenever s falls below SCALE_FOLD_BELOW.
+# before Python sees theta, and before a step that would take s out of
+# (SCALE_FOLD_BELOW, 1 / SCALE_FOLD_BELOW).
 #
 # Momentum and Nesterov without L2 are lazy too. A row j of W_1 that no sample of a batch
 # selects has zero gradient, so the step only decays its velocity: after k such steps
@@ -43,7 +44,7 @@ from cython.parallel cimport prange
 from libc.math cimport isfinite, pow
 from libc.string cimport memset
 
-from _blas cimport dot, gemm, sumsq
+from _blas cimport dot
 from _activations cimport bias_activation
 from _losses cimport output_delta
 from _updates cimport (SGD, MOMENTUM, NESTEROV, UpdateCoefficients, UpdateRule, apply_step,
