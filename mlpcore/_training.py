@@ -204,23 +204,31 @@ class _Fallback:
             The number of epochs in the history the model keeps, and whether its loss is
             finite (False: no snapshot had a finite loss; the oldest is kept).
         """
-        m, opt = self.model, self.model.optimizer
-        for theta, state, t, schedule, seen, lengths in reversed(self.snapshots):
-            m._theta[:] = theta
-            for s, old in zip(opt.state, state):
-                s[:] = old
-            opt.t = t
-            m._schedule.set_state(schedule)
-            m.samples_seen = seen
-            result.epochs -= len(m.history["loss"]) - lengths["loss"]
-            for key in list(m.history):
-                if key in lengths:
-                    del m.history[key][lengths[key]:]
-                else:
-                    del m.history[key]
+        for snapshot in reversed(self.snapshots):
+            self._go_back(snapshot, result)
             if math.isfinite(loss()):
-                return len(m.history["loss"]), True
-        return len(m.history["loss"]), False
+                return len(self.model.history["loss"]), True
+        return len(self.model.history["loss"]), False
+
+    def restore_newest(self, result):
+        """Go back to the newest snapshot (the start of the step being taken)."""
+        self._go_back(self.snapshots[-1], result)
+
+    def _go_back(self, snapshot, result):
+        m, opt = self.model, self.model.optimizer
+        theta, state, t, schedule, seen, lengths = snapshot
+        m._theta[:] = theta
+        for s, old in zip(opt.state, state):
+            s[:] = old
+        opt.t = t
+        m._schedule.set_state(schedule)
+        m.samples_seen = seen
+        result.epochs -= len(m.history["loss"]) - lengths["loss"]
+        for key in list(m.history):
+            if key in lengths:
+                del m.history[key][lengths[key]:]
+            else:
+                del m.history[key]
 
 
 def validation_logs(model, validation):
@@ -268,6 +276,11 @@ def train(model, method, epochs, validation=None, incremental=False):
     started = time.perf_counter()
     completed = False
     pending = None  # a step taken but not yet recorded: (epoch, loss, lr, samples)
+    # Ctrl-C inside a method's step, or after it returned and before its outcome was read,
+    # may leave the step half accounted for (its parameters in place, its count not, or the
+    # reverse): then the step is undone, back to the snapshot taken just before it.
+    in_step = False
+    undo_step = False
 
     def record(epoch, loss, lr, samples, with_validation=True):
         logs = {"loss": loss, "lr": lr}
@@ -304,6 +317,7 @@ def train(model, method, epochs, validation=None, incremental=False):
                 epoch = len(history["loss"]) + 1
                 lr = model._schedule.rate(epoch - 1) if method.scheduled else math.nan
                 fallback.snapshot()
+                in_step = True
                 step = method.step(lr)
                 if step.status == "finished":
                     break
@@ -318,6 +332,7 @@ def train(model, method, epochs, validation=None, incremental=False):
                     diverged(lr)
                     break
                 pending = (epoch, step.loss, lr, step.samples)
+                in_step = False
                 logs = record(*pending)
                 pending = None
                 if step.status == "done, then interrupted":
@@ -339,10 +354,14 @@ def train(model, method, epochs, validation=None, incremental=False):
             # Ctrl-C in Python between engine calls: a step taken is still recorded.
             if pending is not None:
                 record(*pending, with_validation=False)
+            else:
+                undo_step = in_step
             result.stop_reason = "interrupted"
             warn("training interrupted by the user between epochs", TrainingInterruptedWarning)
         finally:
             method.close(completed)
+            if undo_step:  # after close: it may set the parameters (L-BFGS's last iterate)
+                fallback.restore_newest(result)
         final = None  # the loss after the call's last update, when it must be looked at
         if result.stop_reason not in ("diverged", "interrupted") and not _outputs_bounded(model):
             final = method.loss()

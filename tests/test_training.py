@@ -567,3 +567,35 @@ def test_a_callback_returning_false_stops_lbfgs_after_that_iteration(rng):
     assert same_weights(model, three)
     assert model.history["loss"] == three.history["loss"]
     assert model.loss(X, y) == pytest.approx(model.history["loss"][-1], rel=1e-12)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_ctrl_c_just_after_a_step_undoes_that_step_whole(rng, monkeypatch, optimizer):
+    # Ctrl-C can land after a method's step has moved the parameters (and its count) but
+    # before the driver read its outcome: that step is undone whole, so the history, the
+    # step count, the samples seen and the parameters still agree (those of 2 epochs).
+    from mlpcore._lbfgs import LBFGSIterations
+    from mlpcore._training import CompiledEpochs
+
+    X = rng.normal(size=(200, 4))
+    y = (X[:, 0] > 0).astype(int)
+    settings = dict(hidden=(5,), optimizer=optimizer, batch_size=16, seed=0, tol=None)
+    two = mlpcore.fit(X, y, epochs=2, **settings)
+    cls = LBFGSIterations if optimizer == "lbfgs" else CompiledEpochs
+    real_step, calls = cls.step, []
+
+    def step_then_interrupt(self, lr):
+        outcome = real_step(self, lr)
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return outcome
+
+    monkeypatch.setattr(cls, "step", step_then_interrupt)
+    with pytest.warns(mlpcore.TrainingInterruptedWarning):
+        model = mlpcore.fit(X, y, epochs=10, **settings)
+    assert len(model.history["loss"]) == 2
+    assert model.optimizer.t == two.optimizer.t
+    assert model.samples_seen == two.samples_seen
+    for a, b in zip(model.weights + model.biases, two.weights + two.biases):
+        np.testing.assert_array_equal(a, b)
