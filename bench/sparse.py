@@ -31,7 +31,10 @@ One thread: the process is pinned to one CPU (``--cpu``, before NumPy starts its
 ``threadpool_limits(1)`` holds every BLAS at one thread; mlpcore gets ``n_threads=1``.
 
 The plot (``bench/sparse_nnz.png``): mlpcore's sparse SGD time per sample against the
-nonzeros per row (10 to 1,000) at two widths (10,000 and 200,000 features), batch 1 and 200.
+nonzeros per row (10 to 1,000) at two widths (10,000 and 200,000 features): the engine's
+epoch (``_engine.train_epoch``, as fit drives it) at batch 1 and 200, and ``fit_more``'s
+epoch at batch 1 (which adds the Python layer's per-call work, some of it O(parameters)).
+``--plot-only`` runs just this sweep.
 
 Results: the markdown report on stdout, JSON to ``bench/results/sparse.json``
 (``sparse-smoke.json`` for ``--smoke``) and to ``--json PATH``.
@@ -243,8 +246,36 @@ def ratios(cases):
 
 # -- the plot -----------------------------------------------------------------------------------
 
+def engine_case(X, y, batch):
+    """One epoch of the engine's train_epoch on CSR X, as fit drives it (plain SGD, a fresh
+    permutation per epoch, one workspace), without the Python layer's per-epoch work."""
+    import numpy as np
+
+    from mlpcore import _engine as E
+
+    n, d = X.shape
+    net = E.Network((d, *HIDDEN, K), E.HIDDEN_ACTIVATIONS["sigmoid"],
+                    E.OUTPUT_ACTIVATIONS["softmax"], E.LOSSES["cross_entropy"])
+    Ws, bs = C.make_init(net.sizes, "float64")
+    theta = np.empty(net.n_params)
+    for (wsl, bsl), W, b in zip(net.layer_slices(), Ws, bs):
+        theta[wsl] = W.ravel()
+        theta[bsl] = b
+    Y = np.zeros((n, K))
+    Y[np.arange(n), y] = 1
+    ws = E.Workspace(net, min(batch, E.CHUNK_ROWS), "float64", True)
+    rng = np.random.default_rng(SEED)
+    E.set_num_threads(1)
+
+    def run():
+        E.train_epoch(net, ws, theta, X, Y, None, rng.permutation(n), batch, "sgd", LR)
+    run()  # warm-up
+    return run, n
+
+
 def nnz_sweep(mode, log):
-    """mlpcore sparse SGD µs/sample against nonzeros per row, batch 1 and 200, two widths."""
+    """mlpcore sparse SGD µs/sample against nonzeros per row, batch 1 and 200, two widths:
+    the engine's epoch (train_epoch), and the public API's (fit_more) at batch 1."""
     cfg = PLOT[mode]
     points = []
     for width in cfg["widths"]:
@@ -252,9 +283,12 @@ def nnz_sweep(mode, log):
             X, y = make_csr(cfg["N"], width, min(nnz, width))
             cases = []
             for batch in (1, 200):
-                run, n = mlpcore_case(X, y, min(batch, cfg["N"]))
-                cases.append(dict(id=f"D={width} nnz={nnz} b{batch}", width=width, nnz=nnz,
-                                  batch=batch, n=n, run=run))
+                run, n = engine_case(X, y, min(batch, cfg["N"]))
+                cases.append(dict(id=f"D={width} nnz={nnz} b{batch} engine", width=width,
+                                  nnz=nnz, batch=batch, api="engine", n=n, run=run))
+            run, n = mlpcore_case(X, y, 1)
+            cases.append(dict(id=f"D={width} nnz={nnz} b1 fit_more", width=width, nnz=nnz,
+                              batch=1, api="fit_more", n=n, run=run))
             points += measure_side_by_side(cases, cfg["repeats"], log)
     return points
 
@@ -266,19 +300,22 @@ def draw(points, path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.6))
-    styles = {1: "o-", 200: "s--"}
+    styles = {(1, "engine"): "o-", (200, "engine"): "s--", (1, "fit_more"): "^:"}
+    what = {"engine": "engine epoch", "fit_more": "fit_more, per-call costs included"}
     colors = {}
     for w in sorted({p["width"] for p in points}):
-        for b in (1, 200):
-            ps = sorted((p for p in points if p["width"] == w and p["batch"] == b),
-                        key=lambda p: p["nnz"])
+        for b, api in styles:
+            ps = sorted((p for p in points if p["width"] == w and p["batch"] == b
+                         and p.get("api", "engine") == api), key=lambda p: p["nnz"])
             if not ps:
                 continue
-            line, = ax.plot([p["nnz"] for p in ps], [p["us_per_sample"] for p in ps], styles[b],
-                            color=colors.get(w), label=f"{w:,} features, batch {b}")
+            line, = ax.plot([p["nnz"] for p in ps], [p["us_per_sample"] for p in ps],
+                            styles[b, api], color=colors.get(w),
+                            label=f"{w:,} features, batch {b} ({what[api]})")
             colors[w] = line.get_color()
     xs = sorted({p["nnz"] for p in points})
-    ref = [p for p in points if p["batch"] == 1 and p["nnz"] == xs[-1]]
+    ref = [p for p in points if p["batch"] == 1 and p["nnz"] == xs[-1]
+           and p.get("api", "engine") == "engine"]
     if ref:
         y1 = min(p["us_per_sample"] for p in ref)
         ax.plot(xs, [y1 * x / xs[-1] for x in xs], ":", color="grey",
@@ -379,12 +416,16 @@ def report(result):
                      f"{met} |")
     if result.get("sweep"):
         lines += ["", "nnz sweep (mlpcore sparse SGD, µs / sample, median of "
-                  f"{PLOT[result['mode']]['repeats']}, {PLOT[result['mode']]['N']:,} rows):", "",
-                  "| features | nonzeros per row | batch 1 | batch 200 |", "|---|---|---|---|"]
-        sw = {(p["width"], p["nnz"], p["batch"]): p["us_per_sample"] for p in result["sweep"]}
+                  f"{PLOT[result['mode']]['repeats']}, {PLOT[result['mode']]['N']:,} rows; "
+                  "engine = train_epoch, fit_more = the public API's epoch):", "",
+                  "| features | nonzeros per row | engine, batch 1 | engine, batch 200 | "
+                  "fit_more, batch 1 |", "|---|---|---|---|---|"]
+        sw = {(p["width"], p["nnz"], p["batch"], p.get("api", "engine")): p["us_per_sample"]
+              for p in result["sweep"]}
         for w, nnz in sorted({(p["width"], p["nnz"]) for p in result["sweep"]}):
-            lines.append(f"| {w:,} | {nnz:,} | {_fmt(sw.get((w, nnz, 1)))} | "
-                         f"{_fmt(sw.get((w, nnz, 200)))} |")
+            lines.append(f"| {w:,} | {nnz:,} | {_fmt(sw.get((w, nnz, 1, 'engine')))} | "
+                         f"{_fmt(sw.get((w, nnz, 200, 'engine')))} | "
+                         f"{_fmt(sw.get((w, nnz, 1, 'fit_more')))} |")
     return "\n".join(lines)
 
 
