@@ -56,8 +56,17 @@ from _batch cimport (Pass, forward_pass, backprop, column_sums, add_weight_decay
                      gather_targets, gradient_phase)
 
 cdef extern from *:
+    # The empty asm statement marks the prefetch as a side effect. Without it GCC (12, -O1 and
+    # up) classifies prefetch_row, whose only effect is __builtin_prefetch, as a "looping
+    # pure" function returning nothing and deletes every call to it (-fdump-tree-all shows
+    # the calls gone after inlining): the binary had no prefetch instruction at all.
     """
-    #define mlpcore_prefetch(p) __builtin_prefetch((const void*) (p))
+    #if defined(__GNUC__)
+    #define mlpcore_prefetch(p) do { __builtin_prefetch((const void*) (p)); \
+                                     __asm__ __volatile__("" : : "r"(p)); } while (0)
+    #else
+    #define mlpcore_prefetch(p) ((void) (p))
+    #endif
     """
     void prefetch "mlpcore_prefetch" (const void* p) noexcept nogil
 

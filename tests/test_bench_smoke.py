@@ -54,3 +54,28 @@ def test_bench_smoke_runs_and_writes_json(tmp_path):
     # Peers are never needed by --smoke: each one not run is listed with the reason.
     skipped = {s["impl"] for s in result["skipped"]}
     assert {"sklearn", "torch", "jax-step", "jax-scan"} <= skipped
+
+
+def test_sparse_bench_smoke_runs(tmp_path):
+    # bench/sparse.py --smoke: every row of the sparse table (scikit-learn's too, if installed)
+    # and the nnz plot at tiny sizes. Speed is not asserted.
+    out, png = tmp_path / "sparse.json", tmp_path / "sparse_nnz.png"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "sparse.py"), "--smoke", "--json", str(out),
+         "-o", str(png)], capture_output=True, text=True, timeout=180, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "| problem | implementation | input | batch |" in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["mode"] == "smoke" and png.stat().st_size > 0
+    rows = {r["id"]: r for r in result["table"]}
+    for key in ("mlpcore sgd b1", "mlpcore sgd b200", "mlpcore adam b200",
+                "small mlpcore sgd b1", "small mlpcore dense sgd b1"):
+        assert key in rows, key
+    for r in rows.values():
+        assert r["us_per_sample"] > 0 and r["n"] > 0 and len(r["walls"]) == result["repeats"]
+    assert {r["key"] for r in result["ratios"]} >= {"dense b1"}
+    if "sklearn" not in result["skipped"]:
+        assert {"sklearn b1", "sklearn b200", "adam b200"} <= {r["key"] for r in result["ratios"]}
+    assert {(p["width"], p["batch"]) for p in result["sweep"]} == {
+        (w, b) for w in {p["width"] for p in result["sweep"]} for b in (1, 200)}
+    assert result["conditions"]["blas"] and result["conditions"]["machine"]
