@@ -285,7 +285,7 @@ def fit_with_options(X, y, opts, *, progress, validation=None):
         optimizer = OPTIMIZERS[opts.optimizer](learning_rate=learning_rate,
                                                momentum=opts.momentum)
         learning_rate = None  # the optimizer object carries it
-    check_batch_size(opts, len(X))
+    check_batch_size(opts, X.shape[0])
     kwargs = dict(hidden=opts.hidden, activation=opts.activation, optimizer=optimizer,
                   output=getattr(opts, "output_activation", None),
                   loss=getattr(opts, "loss", None), batch_size=opts.batch_size,
@@ -320,8 +320,9 @@ def fit_with_options(X, y, opts, *, progress, validation=None):
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if diverged is not None:
         # Only commands that have --scale (train) suggest it; digits scales its pixels itself.
-        hint = (" Scaling the features (--scale standard) may help."
-                if getattr(opts, "scale", None) == "none" else "")
+        # Sparse data takes the shift-free scaling (train's data_scale: the one it defaults to).
+        hint = (f" Scaling the features (--scale {getattr(opts, 'data_scale', 'standard')}) "
+                "may help." if getattr(opts, "scale", None) == "none" else "")
         raise CLIError(f"{one_line(diverged).split(' Training stopped')[0]} No model was "
                        f"saved.{hint}")
     return model, seconds

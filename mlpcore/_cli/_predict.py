@@ -8,8 +8,8 @@ import numpy as np
 
 from mlpcore._cli._arguments import Formatter, paragraphs
 from mlpcore._cli._errors import EXIT_USAGE, CLIError, cannot_write
-from mlpcore._cli._files import (add_index_column_option, check_features, load_data,
-                                 load_model)
+from mlpcore._cli._files import (add_data_format_options, add_index_column_option,
+                                 check_features, load_data, load_model)
 
 
 def add_parser(subparsers):
@@ -21,18 +21,24 @@ def add_parser(subparsers):
             then one row per sample): column 'prediction' (a label or a value; regression
             with several outputs gives prediction_0, prediction_1, ...), and with --proba one
             probability column per class. DATA is a CSV (all columns are features, except the
-            --target column, which is ignored if given), an .npz (array X; y is ignored) or
-            an IDX images file."""),
+            --target column, which is ignored if given), an .npz (array X; y is ignored), an
+            IDX images file, or a sparse file, which stays sparse: a scipy.sparse.save_npz
+            archive or svmlight/libsvm text (its labels are ignored; a file with fewer columns
+            than the model, as an svmlight file whose largest index is below the model's
+            width, is padded with zero columns)."""),
         epilog=textwrap.dedent("""\
             examples:
               mlpcore predict digits-model.npz digits.csv > predictions.csv
               mlpcore predict iris.npz iris.csv --target species --proba --output out.csv
-              mlpcore predict mnist.npz t10k-images-idx3-ubyte.gz"""))
+              mlpcore predict mnist.npz t10k-images-idx3-ubyte.gz
+              mlpcore predict news-model.npz news-test.svm --output predictions.csv"""))
     p.add_argument("model", metavar="MODEL", help="a model file written by mlpcore")
-    p.add_argument("data", metavar="DATA", help="CSV, NPZ or IDX images file")
+    p.add_argument("data", metavar="DATA",
+                   help="CSV, NPZ, IDX images, sparse NPZ or svmlight/libsvm file")
     p.add_argument("--target", metavar="COLUMN",
                    help="CSV: a target column to leave out of the features")
     add_index_column_option(p)
+    add_data_format_options(p)
     p.add_argument("--proba", action="store_true",
                    help="also write class probabilities (classification)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
@@ -79,7 +85,8 @@ def run(args):
     model = load_model(args.model)
     try:
         X, _, info = load_data(args.data, target=args.target, require_target=False,
-                               index_column=args.index_column)
+                               index_column=args.index_column, fmt=args.format,
+                               zero_based=args.zero_based, n_features=model.n_features)
     except ValueError as exc:
         if args.target is None and "feature columns must be numeric" in str(exc):
             raise CLIError(f"{exc}; if that is the target column, name it with --target "
@@ -94,7 +101,7 @@ def run(args):
             raise cannot_write(args.output, exc) from None
         with f:
             _write_csv(f, header, columns)
-        print(f"{len(X)} predictions written to {args.output}", file=sys.stderr)
+        print(f"{X.shape[0]} predictions written to {args.output}", file=sys.stderr)
     else:
         _write_csv(sys.stdout, header, columns)
         sys.stdout.flush()

@@ -269,7 +269,7 @@ def load_svmlight(path, *, zero_based=False, n_features=None):
             bad = columns >= n_features
             raise ValueError(f"{line(line_of_pair, bad)}: feature index "
                              f"{int(index[np.flatnonzero(bad)[0]])} is beyond the "
-                             f"{n_features} features expected")
+                             f"model's {n_features} features")
         width = n_features
     indptr = np.zeros(labels.size + 1, dtype=np.int64)
     np.cumsum(np.bincount(row_of_pair, minlength=labels.size), out=indptr[1:])

@@ -1,18 +1,21 @@
-"""``mlpcore train``: train on a CSV, NPZ or IDX file and save the model."""
+"""``mlpcore train``: train on a CSV, NPZ, IDX or sparse data file and save the model."""
 
 import textwrap
 
 import numpy as np
+import scipy.sparse
 
 from mlpcore._cli._arguments import (Formatter, add_fit_options, add_output_options,
                                      nonnegative_float, paragraphs, positive_int,
                                      validation_fraction)
 from mlpcore._cli._errors import EXIT_USAGE, CLIError
-from mlpcore._cli._files import add_index_column_option, load_data, save_model
+from mlpcore._cli._files import (add_data_format_options, add_index_column_option, load_data,
+                                 save_model)
 from mlpcore._cli._fitting import (check_output_and_loss, describe_network, fit_with_options,
                                    resolve_learning_rate, stopping_keywords)
 from mlpcore._cli._output import format_number, out, show_progress
 from mlpcore._cli._scaling import Scaling, fold_into_inputs, fold_into_outputs
+from mlpcore._scaling import SCALINGS
 from mlpcore._schedules import SCHEDULES
 from mlpcore._splitting import validation_split
 from mlpcore._targets import Targets
@@ -24,13 +27,20 @@ TRAIN_DEFAULTS = dict(hidden=(100,), activation="sigmoid", optimizer="sgd", batc
 # so the score printed at the end is measured on rows the model did not train on.
 AUTO_VALIDATION_FRACTION = 0.1
 AUTO_VALIDATION_MIN_ROWS = 100
+# --scale's default: standardise dense features; sparse ones take the shift-free scaling that
+# keeps their zeros (standard and minmax would make them dense).
+DEFAULT_SCALE, DEFAULT_SPARSE_SCALE = "standard", "maxabs"
+_SCALE_LABELS = {"standard": "standardised (mean 0, standard deviation 1 on the training rows)",
+                 "minmax": "scaled to 0..1 (min-max on the training rows)",
+                 "maxabs": "divided by each column's largest absolute value on the training "
+                           "rows (max-abs: zeros stay zeros)"}
 
 
 def add_parser(subparsers):
     """Add the ``train`` command to the ``mlpcore`` subparsers."""
     p = subparsers.add_parser(
         "train", formatter_class=Formatter,
-        help="train on a CSV, NPZ or IDX file and save the model",
+        help="train on a CSV, NPZ, IDX or svmlight file and save the model",
         description=paragraphs("""\
             Train a network on a data file and save the model.
 
@@ -40,10 +50,18 @@ def add_parser(subparsers):
             is recognised from the content. Integer or text labels mean classification;
             fractional numbers mean regression (override with --task).
 
+            Sparse DATA stays sparse: a scipy.sparse.save_npz archive (give its labels with
+            --labels FILE, a .npy array or a text file with one label per line) or a
+            svmlight/libsvm text file ("label index:value ...", indices from 1 unless
+            --zero-based; named *.svm, *.svmlight or *.libsvm, or read with --format
+            svmlight).
+
             Features are standardised by default (mean 0, standard deviation 1 on the
-            training rows); regression targets too. The scaling is folded into the first
-            (and, for targets, last) layer before saving, so the model file works on raw
-            data. The defaults of the training options are mlpcore.fit's.
+            training rows), sparse ones divided by each column's largest absolute value
+            (--scale maxabs, which keeps their zeros); regression targets are standardised
+            too. The scaling is folded into the first (and, for targets, last) layer before
+            saving, so the model file works on raw data. The defaults of the training options
+            are mlpcore.fit's.
 
             The score printed at the end is measured on held-out rows: by default
             (--validation-split auto) 10% of the rows, stratified by class, are held out
@@ -62,17 +80,25 @@ def add_parser(subparsers):
               mlpcore train digits.csv --target digit --hidden 30 --output-activation \\
                   sigmoid --loss mse --batch-size full --learning-rate 3 --epochs 300
               mlpcore train data.csv --target y --optimizer sgd --momentum 0.9 --nesterov \\
-                  --plot curve.png"""))
-    p.add_argument("data", metavar="DATA", help="CSV, NPZ or IDX images file")
+                  --plot curve.png
+              mlpcore train news.svm --hidden 128 --optimizer adam --learning-rate 0.001
+              mlpcore train tfidf.npz --labels topics.txt --batch-size 1 --epochs 5"""))
+    p.add_argument("data", metavar="DATA",
+                   help="CSV, NPZ, IDX images, sparse NPZ or svmlight/libsvm file")
     p.add_argument("--target", metavar="COLUMN", help="CSV: the column holding the targets")
-    p.add_argument("--labels", metavar="FILE", help="IDX: the labels file")
+    p.add_argument("--labels", metavar="FILE",
+                   help="IDX: the labels file; sparse NPZ: a .npy array or a text file with "
+                        "one label per line")
     add_index_column_option(p)
+    add_data_format_options(p)
     p.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
                    help="what the targets are (default auto: from the values)")
     add_fit_options(p, TRAIN_DEFAULTS)
     g = p.add_argument_group("data handling")
-    g.add_argument("--scale", choices=("standard", "minmax", "none"), default="standard",
-                   help="feature scaling, folded into the saved model (default standard)")
+    g.add_argument("--scale", choices=(*SCALINGS, "none"), default=None,
+                   help="feature scaling, folded into the saved model (default "
+                        f"{DEFAULT_SCALE}, or {DEFAULT_SPARSE_SCALE} for sparse DATA, whose "
+                        f"zeros a shift would fill in)")
     g.add_argument("--validation-split", type=validation_fraction, default="auto",
                    metavar="FRACTION|auto|none",
                    help="hold out this fraction of the rows (stratified for classification), "
@@ -175,6 +201,30 @@ def _check_plot(path):
         raise CLIError(f"--plot {path}: {exc}") from None
 
 
+def _resolve_scale(args, sparse):
+    """Settle ``args.scale`` for the data: the default by density, and no shift for sparse X.
+
+    Raises
+    ------
+    CLIError
+        A usage error for --scale standard or minmax with sparse DATA, or for --workers or
+        --scheduler with sparse DATA (mlpcore.dask trains on dense Dask arrays).
+    """
+    args.data_scale = DEFAULT_SPARSE_SCALE if sparse else DEFAULT_SCALE  # a divergence hint's
+    if args.scale is None:
+        args.scale = args.data_scale
+    elif sparse and args.scale not in (DEFAULT_SPARSE_SCALE, "none"):
+        raise CLIError(f"--scale {args.scale} would shift the zeros of the sparse {args.data} "
+                       f"and make it dense; use --scale {DEFAULT_SPARSE_SCALE} (the default for "
+                       "sparse data: each column divided by its largest absolute value) or "
+                       "--scale none", EXIT_USAGE)
+    for flag, given in (("--workers", args.workers), ("--scheduler", args.scheduler)):
+        if sparse and given is not None:
+            raise CLIError(f"{flag} trains on dense Dask arrays, and {args.data} is sparse; "
+                           "train it in one process (leave out --workers and --scheduler)",
+                           EXIT_USAGE)
+
+
 def run(args):
     """``mlpcore train``: train on a file and save the model."""
     resolve_learning_rate(args)
@@ -182,7 +232,10 @@ def run(args):
     _check_plot(args.plot)
     X, y, info = load_data(args.data, target=args.target, labels=args.labels,
                            require_target=True, task=args.task,
-                           index_column=args.index_column)
+                           index_column=args.index_column, fmt=args.format,
+                           zero_based=args.zero_based)
+    sparse = scipy.sparse.issparse(X)
+    _resolve_scale(args, sparse)
     targets = _targets_of(y, args.data, args.output_activation, args.loss,
                           None if args.task == "auto" else args.task)
     task = targets.task
@@ -191,8 +244,9 @@ def run(args):
         what += f": classification, {len(targets.classes)} classes"
     else:
         what += ": regression" + (f", {y.shape[1]} outputs" if y.ndim == 2 else "")
-    out(f"data: {args.data} ({info['format'].upper()}), {X.shape[0]} rows, {X.shape[1]} "
-        f"features, {what}")
+    stored = f", {X.nnz} nonzeros" if sparse else ""
+    out(f"data: {args.data} ({info['format'].upper()}{stored}), {X.shape[0]} rows, "
+        f"{X.shape[1]} features, {what}")
     if X.shape[0] < 2:
         raise CLIError(f"{args.data}: need at least 2 rows to train, found {X.shape[0]}")
 
@@ -213,9 +267,8 @@ def run(args):
     x_scaling = y_scaling = None
     if args.scale != "none":
         x_scaling = Scaling.from_data(Xtr, args.scale)
-        label = ("standardised (mean 0, standard deviation 1 on the training rows)"
-                 if args.scale == "standard" else "scaled to 0..1 (min-max on the training rows)")
-        out(f"features: {label}; folded into the saved model, which takes raw features")
+        out(f"features: {_SCALE_LABELS[args.scale]}; folded into the saved model, which takes "
+            "raw features")
         # Only an identity output can be unscaled exactly (and a sigmoid or exp output needs
         # its targets in its range), so other outputs train on the raw targets.
         if task == "regression" and output == "identity":
@@ -236,7 +289,7 @@ def run(args):
     validation = None if Xva is None else for_fit(Xva, yva)
 
     out(describe_network((X.shape[1], *args.hidden, targets.n_outputs), task, args,
-                         len(Xtr_fit), Xtr_fit.dtype, multilabel=targets.multilabel))
+                         Xtr_fit.shape[0], Xtr_fit.dtype, multilabel=targets.multilabel))
     model, seconds = fit_with_options(Xtr_fit, ytr_fit, args, progress=show_progress(args),
                                       validation=validation)
     if x_scaling is not None:
@@ -253,10 +306,11 @@ def run(args):
         out(f"stopped early after {len(loss)} of {args.epochs} epochs{kept}")
     # The model now takes raw features and predicts raw targets: score it on raw rows.
     if Xva is not None:
-        scored, score, rows = "validation", model.score(Xva, yva), f" on {len(Xva)} held-out rows"
+        scored, score = "validation", model.score(Xva, yva)
+        rows = f" on {Xva.shape[0]} held-out rows"
     else:
         scored, score = "training", model.score(Xtr, ytr)
-        rows = (f" on the {len(Xtr)} rows it was trained on (not held-out data: an optimistic "
+        rows = (f" on the {Xtr.shape[0]} rows it was trained on (not held-out data: an optimistic "
                 "figure)")
     shown = f"accuracy {score:.2%}" if task == "classification" else f"R^2 {score:.4f}"
     out(f"{scored} {shown}{rows}")
