@@ -256,7 +256,9 @@ def load_svmlight(path, *, zero_based=False, n_features=None):
         raise ValueError(f"{line(line_of_row, bad)}: the label is not a finite number")
     bad = ~np.isfinite(values)
     if bad.any():
-        raise ValueError(f"{line(line_of_pair, bad)}: a value is not a finite number")
+        at = np.flatnonzero(bad)[0]
+        raise ValueError(f"{line(line_of_pair, bad)}: the value of feature index {index[at]} "
+                         f"is not a finite number ({values[at]})")
     first = 0 if zero_based else 1
     bad = (index < first) | (index > _MAX_INDEX)
     if bad.any():
