@@ -910,12 +910,14 @@ def _assert_same_model(paths, rtol=0, atol=1e-12):
 @pytest.fixture
 def no_densifying(monkeypatch):
     """Make turning a sparse matrix of more than one row and column dense an error."""
-    import scipy.sparse._base
-    import scipy.sparse._compressed
+    import scipy.sparse
 
-    for cls in (scipy.sparse._base._spbase, scipy.sparse._compressed._cs_matrix):
+    classes = {base for kind in (scipy.sparse.csr_matrix, scipy.sparse.csr_array,
+                                 scipy.sparse.csc_matrix, scipy.sparse.coo_matrix,
+                                 scipy.sparse.coo_array) for base in kind.__mro__}
+    for cls in classes:
         for name in ("toarray", "todense"):
-            original = getattr(cls, name, None)
+            original = cls.__dict__.get(name)
             if original is None:
                 continue
 
