@@ -1,7 +1,7 @@
 """The ``mlpcore`` command line: train, predict, evaluate, and the tutorial's comparison.
 
 Run ``mlpcore --help`` or ``mlpcore COMMAND --help``. :func:`main` returns the exit status:
-0 on success, 1 when a file or the data is wrong (missing file, malformed CSV/NPZ/IDX, bad
+0 on success, 1 when a file or the data is wrong (missing file, malformed CSV/NPZ/IDX/svmlight, bad
 column name, a model file that cannot be read), 2 for a usage error (unknown option, bad
 value, options that do not go together or do not fit the data), 141 when the reader of
 stdout went away (``mlpcore digits | head -1``: the status of a program stopped by SIGPIPE,
@@ -11,8 +11,9 @@ traceback (set ``MLPCORE_DEBUG=1`` to get one for unexpected errors).
 One module per command (``_digits``, ``_train``, ``_predict``, ``_evaluate``,
 ``_compare_methods``), each with its ``add_parser`` and ``run``; ``_arguments`` holds the
 option parsing they share, ``_fitting`` the :func:`mlpcore.fit` call of digits and train,
-``_scaling``, ``_reports``, ``_files`` and ``_output`` the rest, and ``_errors`` the error
-type and exit statuses.
+``_scaling``, ``_reports``, ``_files`` (with ``_sparse_files``, the sparse .npz and
+svmlight/libsvm readers) and ``_output`` the rest, and ``_errors`` the error type and exit
+statuses.
 """
 
 import os
@@ -43,8 +44,9 @@ def build_parser():
             commands:
               digits            the demo: train on the built-in 8x8 digits, report test
                                 accuracy and a confusion matrix (also run by plain 'mlpcore')
-              train             train on a CSV, NPZ or MNIST IDX file and save the model
-                                (with a held-out score, and --plot for the training curves)
+              train             train on a CSV, NPZ, MNIST IDX, sparse NPZ or svmlight file
+                                and save the model (with a held-out score, and --plot for
+                                the training curves)
               predict           write a saved model's predictions as CSV
               evaluate          accuracy and confusion matrix, or R^2 and MSE, on labelled data
               compare-methods   gradient descent vs SGD vs mini-batches: the convergence plot
