@@ -1090,6 +1090,8 @@ def bad_sparse_files(sparse_files):
 @pytest.mark.parametrize("args, status, fragments", [
     (["train", "bad.svm"], 1, ["bad.svm, line 2: in '2:0,5', the value is not a number"]),
     (["train", "zero.svm"], 1, ["zero.svm, line 1: feature index 0", "--zero-based"]),
+    # A usage error comes before the file is read.
+    (["train", "bad.svm", "--scale", "minmax"], 2, ["--scale minmax would shift the zeros"]),
     (["train", "rank.libsvm"], 1, ["rank.libsvm, line 1", "query id", "remove the qid"]),
     (["train", "svm.txt"], 1, ["name the target column with --target"]),
     (["train", "s.npz"], 1, ["sparse NPZ file", "--labels FILE"]),

@@ -72,6 +72,21 @@ def data_format(path, forced="auto"):
     return fmt
 
 
+def is_sparse_data(path, forced="auto"):
+    """Whether DATA is a sparse file (svmlight text or a sparse .npz), read as CSR.
+
+    Cheap (it reads the first bytes, or an archive's table of contents), so usage errors
+    that depend on it come before the data is read.
+
+    Raises
+    ------
+    CLIError
+        A missing file or a directory.
+    """
+    _require_file(path, "no such file", "a data file")
+    return data_format(path, forced) in ("svmlight", "sparse npz")
+
+
 def _refuse_options(path, fmt, kwargs):
     """Usage errors for options that do not fit DATA's format (CLIError, exit status 2)."""
     if fmt == "npy":

@@ -9,8 +9,8 @@ from mlpcore._cli._arguments import (Formatter, add_fit_options, add_output_opti
                                      nonnegative_float, paragraphs, positive_int,
                                      validation_fraction)
 from mlpcore._cli._errors import EXIT_USAGE, CLIError
-from mlpcore._cli._files import (add_data_format_options, add_index_column_option, load_data,
-                                 save_model)
+from mlpcore._cli._files import (add_data_format_options, add_index_column_option,
+                                 is_sparse_data, load_data, save_model)
 from mlpcore._cli._fitting import (check_output_and_loss, describe_network, fit_with_options,
                                    resolve_learning_rate, stopping_keywords)
 from mlpcore._cli._output import format_number, out, show_progress
@@ -230,12 +230,12 @@ def run(args):
     resolve_learning_rate(args)
     stopping_keywords(args)  # usage errors before any data is read
     _check_plot(args.plot)
+    _resolve_scale(args, is_sparse_data(args.data, args.format))
     X, y, info = load_data(args.data, target=args.target, labels=args.labels,
                            require_target=True, task=args.task,
                            index_column=args.index_column, fmt=args.format,
                            zero_based=args.zero_based)
     sparse = scipy.sparse.issparse(X)
-    _resolve_scale(args, sparse)
     targets = _targets_of(y, args.data, args.output_activation, args.loss,
                           None if args.task == "auto" else args.task)
     task = targets.task
