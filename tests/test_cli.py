@@ -831,6 +831,7 @@ def test_svmlight_reader_sums_repeated_indices_and_reads_a_million_nonzeros_fast
     ("1 1:1.2.3\n", 1, "the value is not a number"),
     ("1 1:2 3\n", 1, "'3' is not index:value"),
     ("1 1:2:3\n", 1, "is not index:value"),
+    ("1 1:2:3 4\n", 1, "is not index:value"),
     ("1 :2\n", 1, "is not index:value"),
     ("1 2:\n", 1, "is not index:value"),
     ("2 1:1\nyes 1:2\n", 2, "the label 'yes' is not a number"),

@@ -182,8 +182,24 @@ def _labels_from_text(name, task):
 def svmlight_targets(y, task, name):
     """Typed svmlight labels: whole numbers are int64 class labels, others float64 values.
 
-    ``task='auto'`` follows the CSV rule (integers: classification; fractional numbers:
-    regression); 'regression' keeps float64 and 'classification' needs whole numbers.
+    Parameters
+    ----------
+    y : ndarray of float64, shape (N,)
+        The labels as read (:func:`load_svmlight`).
+    task : {'auto', 'classification', 'regression'}
+        'auto' follows the CSV rule (integers: classification; fractional numbers:
+        regression); 'regression' keeps float64 and 'classification' needs whole numbers.
+    name : str
+        The file, for messages.
+
+    Returns
+    -------
+    ndarray of shape (N,), int64 or float64
+
+    Raises
+    ------
+    ValueError
+        Fractional labels with ``task='classification'``.
     """
     if task != "auto":
         return _retype(y, task, name)
@@ -321,7 +337,7 @@ def _parse_fast(data):
     first[1:] = line_of_token[1:] != line_of_token[:-1]
     colons = np.flatnonzero(raw == ord(":"))
     token_of_colon = np.searchsorted(starts, colons, side="right") - 1
-    if colons.size != np.count_nonzero(~first) or first[token_of_colon].any():
+    if not np.array_equal(token_of_colon, np.flatnonzero(~first)):
         return None  # a pair field must have one colon, and a label none
     pair_starts = starts[token_of_colon]
     if (colons == pair_starts).any() or (colons == ends[token_of_colon] - 1).any():
