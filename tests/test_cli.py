@@ -842,6 +842,8 @@ def test_svmlight_reader_sums_repeated_indices_and_reads_a_million_nonzeros_fast
     ("1 1:2\n1 3:nan\n", 2, "is not a finite number"),
     ("1 1:2\n1 3:inf\n1 x:1\n", 2, "is not a finite number"),
     ("1 1:2\n1 3:-inf\n", 2, "is not a finite number"),
+    ("1 1:2\n1 0:1\nnan 3:nan\n", 2, "feature index 0"),  # the first line with a problem
+    ("1 1:2\n1 1:1\nnan 0:nan\n", 3, "the label is not a finite number"),
     ("inf 1:2\n", 1, "the label is not a finite number"),
     ("1 99999999999:1\n", 1, "is beyond"),
 ])

@@ -264,30 +264,28 @@ def load_svmlight(path, *, zero_based=False, n_features=None):
         raise ValueError(f"{name}: no data lines (a svmlight/libsvm line is 'label "
                          "index:value ...')")
 
-    def line(lines, bad):
-        return f"{name}, line {int(lines[np.flatnonzero(bad)[0]]) + 1}"
-
-    bad = ~np.isfinite(labels)
-    if bad.any():
-        raise ValueError(f"{line(line_of_row, bad)}: the label is not a finite number")
-    bad = ~np.isfinite(values)
-    if bad.any():
-        at = np.flatnonzero(bad)[0]
-        raise ValueError(f"{line(line_of_pair, bad)}: the value of feature index {index[at]} "
-                         f"is not a finite number ({values[at]})")
     first = 0 if zero_based else 1
-    bad = (index < first) | (index > _MAX_INDEX)
-    if bad.any():
-        raise ValueError(f"{line(line_of_pair, bad)}: "
-                         + _bad_index_text(index[np.flatnonzero(bad)[0]], zero_based))
+    problems = []  # (0-based line, message) of each kind of problem's first occurrence
+    bad = np.flatnonzero(~np.isfinite(labels))
+    if bad.size:
+        problems.append((line_of_row[bad[0]], "the label is not a finite number"))
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        problems.append((line_of_pair[bad[0]], f"the value of feature index {index[bad[0]]} "
+                                               f"is not a finite number ({values[bad[0]]})"))
+    bad = np.flatnonzero((index < first) | (index > _MAX_INDEX))
+    if bad.size:
+        problems.append((line_of_pair[bad[0]], _bad_index_text(index[bad[0]], zero_based)))
+    if problems:
+        at, message = min(problems, key=lambda p: p[0])
+        raise ValueError(f"{name}, line {int(at) + 1}: {message}")
     columns = index - first
     width = int(columns.max()) + 1 if columns.size else 0
     if n_features is not None:
         if width > n_features:
-            bad = columns >= n_features
-            raise ValueError(f"{line(line_of_pair, bad)}: feature index "
-                             f"{int(index[np.flatnonzero(bad)[0]])} is beyond the "
-                             f"model's {n_features} features")
+            bad = np.flatnonzero(columns >= n_features)[0]
+            raise ValueError(f"{name}, line {int(line_of_pair[bad]) + 1}: feature index "
+                             f"{int(index[bad])} is beyond the model's {n_features} features")
         width = n_features
     indptr = np.zeros(labels.size + 1, dtype=np.int64)
     np.cumsum(np.bincount(row_of_pair, minlength=labels.size), out=indptr[1:])
