@@ -167,6 +167,43 @@ def test_verbose_reports_compute_communication_and_bytes(client, capsys):
     assert "communication and scheduling" in out
 
 
+class RecordingClient:
+    """The module's client, recording what each ``submit`` carries."""
+
+    def __init__(self, client):
+        self._client, self.submitted = client, []
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def submit(self, fn, *args, **kwargs):
+        self.submitted.append((getattr(fn, "__name__", repr(fn)), args))
+        return self._client.submit(fn, *args, **kwargs)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lbfgs"])
+def test_theta_travels_once_per_round_not_once_per_partition(client, optimizer):
+    X, y = data(seed=44)
+    kw = dict(hidden=(5,), optimizer=optimizer, epochs=4, seed=45)
+    if optimizer != "lbfgs":
+        kw.update(batch_size=None, learning_rate=0.5)
+    recording = RecordingClient(client)
+    model = mlpcore.dask.fit(*dask_xy(X, y, 100), client=recording, **kw)  # 5 partitions
+    n_params = model.n_params
+
+    def carries_theta(args):
+        return any(isinstance(a, np.ndarray) and a.shape == (n_params,) for a in args)
+
+    rounds = [args for name, args in recording.submitted if carries_theta(args)]
+    partition_tasks = [args for name, args in recording.submitted
+                       if name in ("part_loss_gradient", "part_loss")]
+    assert len(partition_tasks) == 5 * len(rounds) >= 5 * 4
+    assert not any(carries_theta(args) for args in partition_tasks)
+    assert all(isinstance(args[1], distributed.Future) for args in partition_tasks)
+    ref = mlpcore.fit(X, y, **kw)
+    np.testing.assert_allclose(model._theta, ref._theta, rtol=0, atol=1e-10)
+
+
 def test_scaling_class_weight_and_validation_data_as_on_one_machine(client):
     X, y = data(seed=9)
     X[:, 1] *= 100.0
