@@ -204,6 +204,21 @@ def test_theta_travels_once_per_round_not_once_per_partition(client, optimizer):
     np.testing.assert_allclose(model._theta, ref._theta, rtol=0, atol=1e-10)
 
 
+def test_partitions_are_spread_evenly_over_the_workers(client):
+    # Dask often computes 3 of 4 partitions on one worker; every iteration would then wait
+    # for it. Here all 4 start on one worker and end 2 and 2, their contents unchanged.
+    first, second = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    blocks = [np.full((10 + p, 3), float(p)) for p in range(4)]
+    parts = client.scatter(blocks, workers=[first])
+    balanced = mlpcore.dask._balance(client, parts, [len(b) for b in blocks])
+    holders = [list(client.who_has(balanced)[f.key]) for f in balanced]
+    assert sorted(h[0] for h in holders) == [first, first, second, second]
+    for block, got in zip(blocks, client.gather(balanced)):
+        np.testing.assert_array_equal(got, block)
+    # Already even: nothing moves.
+    assert mlpcore.dask._balance(client, balanced, [10, 11, 12, 13]) == balanced
+
+
 def test_scaling_class_weight_and_validation_data_as_on_one_machine(client):
     X, y = data(seed=9)
     X[:, 1] *= 100.0
