@@ -533,11 +533,14 @@ def test_cli_on_the_cluster_holds_out_rows_and_standardises_regression_targets(c
     rng = np.random.default_rng(41)
     X = rng.normal(size=(600, 3)) * [1.0, 10.0, 100.0]
     y = X @ [1.0, -0.2, 0.03] * 50 + 1000.0
-    pq, _, _, _ = _stores(tmp_path, X, y)
-    proc = cli("train", pq, "--target", "label", "--hidden", "8", "--activation", "tanh",
+    pytest.importorskip("pyarrow")
+    one_file = tmp_path / "houses.parquet"  # one file, one partition: re-cut for 2 workers
+    pd.DataFrame(X, columns=["x0", "x1", "x2"]).assign(label=y).to_parquet(one_file)
+    proc = cli("train", one_file, "--target", "label", "--hidden", "8", "--activation", "tanh",
                "--optimizer", "lbfgs", "--epochs", "60", "--seed", "4", "--validation-split",
                "0.2", "--scheduler", client.scheduler.address, "-q", "-o", tmp_path / "r.npz")
     assert proc.returncode == 0, proc.stderr
+    assert "read on the cluster: 4 partitions, 2 workers" in proc.stdout
     assert "held out (at random within the partitions, not stratified" in proc.stdout
     assert "targets: standardised for training" in proc.stdout
     held = int(proc.stdout.split("validation: ")[1].split(" rows held out")[0])
