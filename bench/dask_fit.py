@@ -193,6 +193,14 @@ def main(argv=None):
               f"{slower.max():.2f}) | {np.median(faster):.2f} ({faster.min():.2f}-"
               f"{faster.max():.2f}) |")
     print()
+    print("Per round: the load average (1 min) after it, and 1 worker / 2 workers.\n")
+    print("| round | load | " + " | ".join(ways) + " |")
+    print("|---|---|" + "---|" * len(ways))
+    for r in range(args.repeats):
+        ratios = [times[name]["1 worker"][r] / times[name]["2 workers"][r] for name in ways]
+        print(f"| {r + 1} | {loads[r + 1]:.2f} | " + " | ".join(f"{x:.2f}" for x in ratios)
+              + " |")
+    print()
     gd = rows["full-batch GD (per iteration)"]["one process"]
     print(f"cost-model constants: engine {gd / N * 1e6:.2f} us per row per loss-and-gradient "
           f"(784-128-10, one thread); Dask {consts['task'] * 1e3:.2f} ms per task; "
