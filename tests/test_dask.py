@@ -204,19 +204,26 @@ def test_theta_travels_once_per_round_not_once_per_partition(client, optimizer):
     np.testing.assert_allclose(model._theta, ref._theta, rtol=0, atol=1e-10)
 
 
-def test_partitions_are_spread_evenly_over_the_workers(client):
+def test_partitions_are_spread_evenly_over_the_workers(client, monkeypatch):
     # Dask often computes 3 of 4 partitions on one worker; every iteration would then wait
-    # for it. Here all 4 start on one worker and end 2 and 2, their contents unchanged.
+    # for it. Here all 4 start on one worker; 2 are copied to the other, contents unchanged.
     first, second = sorted(client.scheduler_info(n_workers=-1)["workers"])
     blocks = [np.full((10 + p, 3), float(p)) for p in range(4)]
     parts = client.scatter(blocks, workers=[first])
-    balanced = mlpcore.dask._balance(client, parts, [len(b) for b in blocks])
-    holders = [list(client.who_has(balanced)[f.key]) for f in balanced]
-    assert sorted(h[0] for h in holders) == [first, first, second, second]
-    for block, got in zip(blocks, client.gather(balanced)):
+    # No default client: the client given is the only one used (a fit's may not be default).
+    monkeypatch.setattr(distributed.client, "_get_global_client", lambda: None)
+    copies = mlpcore.dask._balance(client, parts, [len(b) for b in blocks])
+    monkeypatch.undo()
+    assert copies == {second: [1, 0]}  # the smallest two (the largest stay where they are)
+    who = client.who_has(parts)
+    assert [sorted(who[f.key]) for f in parts] == [sorted([first, second])] * 2 + [[first]] * 2
+    for block, got in zip(blocks, client.gather(parts)):
         np.testing.assert_array_equal(got, block)
-    # Already even: nothing moves.
-    assert mlpcore.dask._balance(client, balanced, [10, 11, 12, 13]) == balanced
+    # Already even: nothing is copied.
+    assert mlpcore.dask._balance(client, parts, [10, 11, 12, 13]) == {}
+    even = client.scatter(blocks[:2], workers=[first]) + client.scatter(blocks[2:],
+                                                                        workers=[second])
+    assert mlpcore.dask._balance(client, even, [10, 11, 12, 13]) == {}
 
 
 def test_scaling_class_weight_and_validation_data_as_on_one_machine(client):

@@ -208,7 +208,7 @@ def _fit(client, model, X, Y, sample_weight, validation_data, sync_every, persis
     if sum(rows) == 0:
         raise ValueError("X has no rows")
     if persist:
-        parts = _balance(client, parts, rows)
+        _balance(client, parts, rows)
     if sample_weight is not None or per_class is not None:
         if not sum(weights) > 0:
             raise ValueError("sample_weight must have a positive sum" if per_class is None
@@ -240,51 +240,49 @@ def _fit(client, model, X, Y, sample_weight, validation_data, sync_every, persis
 
 
 def _balance(client, parts, rows):
-    """The persisted partitions spread evenly over the workers, by rows.
+    """Spread the persisted partitions evenly over the workers, by rows.
 
     Dask places the partitions where it computed them, often unevenly (3 of 4 partitions on
     one of two workers), and every iteration then waits for the busiest worker. Here the
     partitions stay where they are up to each worker's fair share of the rows, and the
-    others are copied once to the workers with the fewest (a task returning the partition,
-    restricted loosely to its new worker: if that worker is lost, Dask recomputes it
-    anywhere). Only placement changes: the sums, and so the results, do not depend on it.
+    others are copied once to the workers with the fewest (``client.replicate``: a copy
+    made by the scheduler, which work stealing cannot undo as it could a task; the first
+    copy stays, since Dask cannot move data, and either holder may then compute the
+    partition, so the scheduler can also even out a slow worker). A lost copy is recomputed
+    like any result. Only placement changes: the sums, and so the results, do not depend
+    on it.
 
     Returns
     -------
-    list of Future
-        The partitions, in partition order.
+    dict
+        The partitions copied, by the worker they were copied to (for tests).
     """
-    from mlpcore.dask._methods import _identity
-
     workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
     if len(workers) < 2 or len(parts) < 2:
-        return parts
+        return {}
     who = client.who_has(parts)
-    holders = [(list(who.get(f.key, ())) or [None])[0] for f in parts]
+    holders = [list(who.get(f.key, ())) for f in parts]
     load = dict.fromkeys(workers, 0)
     fair = sum(rows) / len(workers)
     moves = []
-    # Largest partitions first: each stays on its worker while that worker is within its
-    # fair share (plus half the partition, so an even split is never undone).
+    # Largest partitions first: each counts for one of its holders while that worker is
+    # within its fair share (plus half the partition, so an even split is never undone).
     for p in sorted(range(len(parts)), key=lambda p: -rows[p]):
-        w = holders[p]
-        if w in load and load[w] + rows[p] / 2 <= fair:
-            load[w] += rows[p]
+        kept = next((w for w in sorted(holders[p], key=lambda w: load.get(w, 0))
+                     if w in load and load[w] + rows[p] / 2 <= fair), None)
+        if kept is not None:
+            load[kept] += rows[p]
         else:
             moves.append(p)
-    if not moves:
-        return parts
-    parts = list(parts)
+    copies = {}
     for p in moves:
         target = min(workers, key=lambda w: (load[w], w))
         load[target] += rows[p]
-        if target != holders[p]:
-            parts[p] = client.submit(_identity, parts[p], workers=[target],
-                                     allow_other_workers=True, pure=False)
-    from distributed import wait
-
-    wait(parts)
-    return parts
+        if target not in holders[p]:
+            copies.setdefault(target, []).append(p)
+    for target, moved in copies.items():
+        client.replicate([parts[p] for p in moved], n=1, workers=[target])
+    return copies
 
 
 def _plain_copy(model):
