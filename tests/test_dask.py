@@ -585,7 +585,7 @@ def test_cli_parquet_and_zarr_errors_name_the_argument(client, cli, tmp_path, wh
     status, err = error(xz)
     assert status == 2 and "give its targets with --labels" in err
     status, err = error(pq, "--target", "label", "--labels", yz)
-    assert status == 2 and "--labels applies to IDX and Zarr" in err
+    assert status == 2 and "--labels applies to IDX image files and Zarr arrays" in err
     status, err = error(xz, "--labels", yz, "--target", "label")
     assert status == 2 and "--target names a column of a CSV or Parquet" in err
     status, err = error(xz, "--labels", tmp_path / "nowhere.zarr")

@@ -48,8 +48,8 @@ def load_data(path, **kwargs):
     labels = kwargs.get("labels")
     fmt = detect_format(path)
     if labels is not None and fmt == "csv" and looks_like_text(path):
-        raise CLIError(f"--labels applies to IDX image files, and {path} is a CSV file: name "
-                       "its label column with --target COLUMN", EXIT_USAGE)
+        raise CLIError(f"--labels applies to IDX image files and Zarr arrays, and {path} is a "
+                       "CSV file: name its label column with --target COLUMN", EXIT_USAGE)
     if fmt in ("npz", "idx"):
         for flag, given in (("--target", kwargs.get("target")),
                             ("--index-column", kwargs.get("index_column"))):

@@ -98,8 +98,8 @@ def check_options(path, fmt, *, target, labels, index_column):
                        f"{FORMATS[fmt]} {'array' if fmt == 'zarr' else 'file'}", EXIT_USAGE)
     if fmt == "parquet":
         if labels is not None:
-            raise CLIError(f"--labels applies to IDX and Zarr arrays, and {path} is Parquet: "
-                           "name its label column with --target COLUMN", EXIT_USAGE)
+            raise CLIError(f"--labels applies to IDX image files and Zarr arrays, and {path} is "
+                           "Parquet: name its label column with --target COLUMN", EXIT_USAGE)
         return
     if _zarr_node(path) == "group":
         raise CLIError(f"{path} is a Zarr group; give the path of the feature array in it "
