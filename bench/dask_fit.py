@@ -100,6 +100,26 @@ def digits_accuracy(client, epochs=30, partitions=4, batch=32):
     return one, avg
 
 
+_EVALUATIONS = []  # (wall, partition compute summed, workers) of every cluster evaluation
+
+
+def _record_evaluations():
+    """Record every distributed loss-and-gradient's wall time and partition compute (what
+    verbose prints), to split an iteration into compute and Dask's overhead."""
+    from mlpcore.dask import _methods
+
+    original = _methods.Cluster.loss_gradient
+
+    def recorded(self, theta, network, n_threads):
+        result = original(self, theta, network, n_threads)
+        if not hasattr(self, "bench_workers"):  # once per fit: not inside the iterations
+            self.bench_workers = len(self.client.scheduler_info(n_workers=-1)["workers"])
+        _EVALUATIONS.append((self.wall_seconds, self.compute_seconds, self.bench_workers))
+        return result
+
+    _methods.Cluster.loss_gradient = recorded
+
+
 def _time_fit(fit, X, y, kw):
     """Seconds per iteration (median gap between callbacks after the first) of one fit."""
     stamps = []
@@ -124,6 +144,8 @@ def main(argv=None):
 
     import mlpcore
     import mlpcore.dask
+
+    _record_evaluations()
 
     N = 12_000 if args.quick else 60_000
     D, hidden, K = 784, (128,), 10
@@ -192,6 +214,18 @@ def main(argv=None):
               f"{np.median(w2) * 1e3:.0f} ms | {np.median(slower):.2f} ({slower.min():.2f}-"
               f"{slower.max():.2f}) | {np.median(faster):.2f} ({faster.min():.2f}-"
               f"{faster.max():.2f}) |")
+    print()
+    print("Per distributed evaluation (loss and gradient), medians: wall time, partition "
+          "compute divided by the workers, and the rest (Dask's overhead: scheduling, theta "
+          "out, gradients back, waiting for the slower worker).\n")
+    print("| workers | evaluations | wall | compute / workers | rest |")
+    print("|---|---|---|---|---|")
+    for w in (1, 2):
+        ev = np.array([(wall, comp / n) for wall, comp, n in _EVALUATIONS if n == w])
+        if len(ev):
+            print(f"| {w} | {len(ev)} | {np.median(ev[:, 0]) * 1e3:.0f} ms | "
+                  f"{np.median(ev[:, 1]) * 1e3:.0f} ms | "
+                  f"{np.median(ev[:, 0] - ev[:, 1]) * 1e3:.0f} ms |")
     print()
     print("Per round: the load average (1 min) after it, and 1 worker / 2 workers.\n")
     print("| round | load | " + " | ".join(ways) + " |")
