@@ -7,9 +7,10 @@
 >>> model = mlpcore.dask.fit(df, "label", hidden=(128,), optimizer="lbfgs")  # doctest: +SKIP
 >>> labels = mlpcore.dask.predict(model, df.drop(columns="label"))  # doctest: +SKIP
 
-The partitions stay on the workers, converted once into the engine's arrays; each iteration
-sends the parameters to every partition, which returns its weighted loss and gradient
-sums, reduced in a fixed order (see :mod:`mlpcore.dask._methods` for the maths). The model
+The partitions stay on the workers, converted once into the engine's arrays and spread
+evenly over them; each iteration sends the parameters once to each worker, and every
+partition returns its weighted loss and gradient sums, reduced in a fixed order (see
+:mod:`mlpcore.dask._methods` for the maths). The model
 returned is an ordinary :class:`mlpcore.MLP`: it pickles, saves and predicts without Dask.
 """
 
