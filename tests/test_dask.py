@@ -162,8 +162,68 @@ def test_verbose_reports_compute_communication_and_bytes(client, capsys):
     out = capsys.readouterr().out
     assert "epoch 1/2" in out and "epoch 2/2" in out
     n_params = (6 + 1) * 5 + (5 + 1) * 3
-    assert f"{4 * n_params * 8 / 1e6:.2f} MB sent" in out
+    # theta once to the scheduler and once to each of the 2 workers, not once per partition
+    assert f"{3 * n_params * 8 / 1e6:.4f} MB sent (the parameters" in out
     assert "communication and scheduling" in out
+
+
+class RecordingClient:
+    """The module's client, recording what each ``submit`` carries."""
+
+    def __init__(self, client):
+        self._client, self.submitted = client, []
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def submit(self, fn, *args, **kwargs):
+        self.submitted.append((getattr(fn, "__name__", repr(fn)), args))
+        return self._client.submit(fn, *args, **kwargs)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lbfgs"])
+def test_theta_travels_once_per_round_not_once_per_partition(client, optimizer):
+    X, y = data(seed=44)
+    kw = dict(hidden=(5,), optimizer=optimizer, epochs=4, seed=45)
+    if optimizer != "lbfgs":
+        kw.update(batch_size=None, learning_rate=0.5)
+    recording = RecordingClient(client)
+    model = mlpcore.dask.fit(*dask_xy(X, y, 100), client=recording, **kw)  # 5 partitions
+    n_params = model.n_params
+
+    def carries_theta(args):
+        return any(isinstance(a, np.ndarray) and a.shape == (n_params,) for a in args)
+
+    rounds = [args for name, args in recording.submitted if carries_theta(args)]
+    partition_tasks = [args for name, args in recording.submitted
+                       if name in ("part_loss_gradient", "part_loss")]
+    assert len(partition_tasks) == 5 * len(rounds) >= 5 * 4
+    assert not any(carries_theta(args) for args in partition_tasks)
+    assert all(isinstance(args[1], distributed.Future) for args in partition_tasks)
+    ref = mlpcore.fit(X, y, **kw)
+    np.testing.assert_allclose(model._theta, ref._theta, rtol=0, atol=1e-10)
+
+
+def test_partitions_are_spread_evenly_over_the_workers(client, monkeypatch):
+    # Dask often computes 3 of 4 partitions on one worker; every iteration would then wait
+    # for it. Here all 4 start on one worker; 2 are copied to the other, contents unchanged.
+    first, second = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    blocks = [np.full((10 + p, 3), float(p)) for p in range(4)]
+    parts = client.scatter(blocks, workers=[first])
+    # No default client: the client given is the only one used (a fit's may not be default).
+    monkeypatch.setattr(distributed.client, "_get_global_client", lambda: None)
+    copies = mlpcore.dask._balance(client, parts, [len(b) for b in blocks])
+    monkeypatch.undo()
+    assert copies == {second: [1, 0]}  # the smallest two (the largest stay where they are)
+    who = client.who_has(parts)
+    assert [sorted(who[f.key]) for f in parts] == [sorted([first, second])] * 2 + [[first]] * 2
+    for block, got in zip(blocks, client.gather(parts)):
+        np.testing.assert_array_equal(got, block)
+    # Already even: nothing is copied.
+    assert mlpcore.dask._balance(client, parts, [10, 11, 12, 13]) == {}
+    even = client.scatter(blocks[:2], workers=[first]) + client.scatter(blocks[2:],
+                                                                        workers=[second])
+    assert mlpcore.dask._balance(client, even, [10, 11, 12, 13]) == {}
 
 
 def test_scaling_class_weight_and_validation_data_as_on_one_machine(client):
@@ -418,3 +478,139 @@ def test_weighted_model_averaging_on_one_partition_is_the_single_machine_rule(cl
     np.testing.assert_allclose(model._theta, ref._theta, rtol=1e-9, atol=1e-11)
     plain = mlpcore.fit(X, y, **{**kw, "sample_weight": None})
     assert np.abs(ref._theta - plain._theta).max() > 1e-3
+
+
+# -- the command line: Parquet and Zarr DATA ------------------------------------------------
+def _stores(tmp_path, X, y, n_parts=3, labels=None):
+    """A folder of Parquet files (features x0.., column 'label': ``labels``, default y) and
+    two Zarr arrays (X, y)."""
+    zarr = pytest.importorskip("zarr")
+    pytest.importorskip("pyarrow")
+    cols = [f"x{i}" for i in range(X.shape[1])]
+    frame = pd.DataFrame(X, columns=cols).assign(label=y if labels is None else labels)
+    (tmp_path / "pq").mkdir()
+    for i, part in enumerate(np.array_split(np.arange(len(frame)), n_parts)):
+        frame.iloc[part].to_parquet(tmp_path / "pq" / f"part{i}.parquet")
+    zarr.create_array(str(tmp_path / "X.zarr"), data=X, chunks=(128, X.shape[1]))
+    zarr.create_array(str(tmp_path / "y.zarr"), data=y, chunks=(128,))
+    return tmp_path / "pq", tmp_path / "X.zarr", tmp_path / "y.zarr", cols
+
+
+def _same_model(a, b, atol=1e-10):
+    for wa, wb in zip(a.weights + a.biases, b.weights + b.biases):
+        np.testing.assert_allclose(wb, wa, rtol=0, atol=atol)
+
+
+def test_cli_trains_parquet_and_zarr_on_the_cluster_as_in_memory(client, cli, tmp_path):
+    X, y = data(n=450, seed=40)
+    labels = np.array(["a", "b", "c"])[y]
+    pq, xz, yz, cols = _stores(tmp_path, X, y, labels=labels)  # Zarr's labels: 0, 1, 2
+    common = ["--hidden", "5", "--optimizer", "lbfgs", "--epochs", "15", "--seed", "3",
+              "--validation-split", "none", "-q"]
+    cluster = ["--scheduler", client.scheduler.address]
+    runs = {}
+    for name, data_args in (("parquet", [pq, "--target", "label"]),
+                            ("zarr", [xz, "--labels", yz])):
+        for where, extra in (("memory", []), ("cluster", cluster)):
+            out = tmp_path / f"{name}-{where}.npz"
+            proc = cli("train", *data_args, *common, *extra, "-o", out)
+            assert proc.returncode == 0, proc.stderr
+            runs[name, where] = (mlpcore.load(out), proc.stdout)
+    memory, cluster_model = runs["parquet", "memory"][0], runs["parquet", "cluster"][0]
+    assert "(Parquet), 450 rows, 6 features" in runs["parquet", "memory"][1]
+    assert "read on the cluster: 3 partitions, 2 workers" in runs["parquet", "cluster"][1]
+    assert "read on the cluster: 4 partitions" in runs["zarr", "cluster"][1]
+    # The cluster's model is the one-process model: same scaling folded, same features.
+    _same_model(memory, cluster_model)
+    assert memory.feature_names == cluster_model.feature_names == cols
+    assert memory.classes.tolist() == cluster_model.classes.tolist() == ["a", "b", "c"]
+    assert cluster_model.scaling is None  # folded into the first layer
+    _same_model(runs["zarr", "memory"][0], runs["zarr", "cluster"][0])
+    assert runs["zarr", "cluster"][0].classes.tolist() == [0, 1, 2]
+    # Both trained the same network on the same rows: Parquet's and Zarr's agree too.
+    _same_model(memory, runs["zarr", "cluster"][0])
+    Xs = (X - X.mean(0)) / X.std(0)
+    ref = mlpcore.fit(Xs, labels, hidden=(5,), optimizer="lbfgs", epochs=15, seed=3)
+    np.testing.assert_allclose(memory.predict_proba(pd.DataFrame(X, columns=cols)),
+                               ref.predict_proba(Xs), rtol=0, atol=1e-9)
+
+
+def test_cli_on_the_cluster_holds_out_rows_and_standardises_regression_targets(client, cli,
+                                                                               tmp_path):
+    rng = np.random.default_rng(41)
+    X = rng.normal(size=(600, 3)) * [1.0, 10.0, 100.0]
+    y = X @ [1.0, -0.2, 0.03] * 50 + 1000.0
+    pytest.importorskip("pyarrow")
+    one_file = tmp_path / "houses.parquet"  # one file, one partition: re-cut for 2 workers
+    pd.DataFrame(X, columns=["x0", "x1", "x2"]).assign(label=y).to_parquet(one_file)
+    proc = cli("train", one_file, "--target", "label", "--hidden", "8", "--activation", "tanh",
+               "--optimizer", "lbfgs", "--epochs", "60", "--seed", "4", "--validation-split",
+               "0.2", "--scheduler", client.scheduler.address, "-q", "-o", tmp_path / "r.npz")
+    assert proc.returncode == 0, proc.stderr
+    assert "read on the cluster: 4 partitions, 2 workers" in proc.stdout
+    assert "held out (at random within the partitions, not stratified" in proc.stdout
+    assert "targets: standardised for training" in proc.stdout
+    held = int(proc.stdout.split("validation: ")[1].split(" rows held out")[0])
+    assert 60 < held < 180  # about 20 % of 600
+    model = mlpcore.load(tmp_path / "r.npz")
+    assert model.scaling is None and model.feature_names == ["x0", "x1", "x2"]
+    # Raw features in, raw targets out: both scalings are folded into the saved weights.
+    assert model.score(pd.DataFrame(X, columns=model.feature_names), y) > 0.99
+    r2 = float(proc.stdout.split("validation R^2 ")[1].split()[0])
+    assert r2 > 0.99
+
+
+@pytest.mark.parametrize("where", ["memory", "cluster"])
+def test_cli_parquet_and_zarr_errors_name_the_argument(client, cli, tmp_path, where):
+    X, y = data(n=200, seed=42)
+    pq, xz, yz, _ = _stores(tmp_path, X, y)
+    import zarr
+
+    zarr.create_array(str(tmp_path / "short.zarr"), data=y[:150], chunks=(50,))
+    extra = ["--scheduler", client.scheduler.address] if where == "cluster" else []
+
+    def error(*args):
+        proc = cli("train", *args, "--epochs", "1", *extra)
+        assert "model saved" not in proc.stdout
+        return proc.returncode, proc.stderr
+
+    status, err = error(pq, "--target", "nope")
+    assert status == 1 and "--target nope: " in err and "has no column 'nope'" in err
+    assert "'x0', 'x1'" in err  # the columns it does have
+    status, err = error(pq)
+    assert status == 2 and "name the target column with --target" in err
+    status, err = error(xz, "--labels", tmp_path / "short.zarr")
+    assert status == 1 and "has 150 rows but" in err and "has 200" in err
+    assert "--labels" in err
+    status, err = error(xz)
+    assert status == 2 and "give its targets with --labels" in err
+    status, err = error(pq, "--target", "label", "--labels", yz)
+    assert status == 2 and "--labels applies to IDX image files and Zarr arrays" in err
+    status, err = error(xz, "--labels", yz, "--target", "label")
+    assert status == 2 and "--target names a column of a CSV or Parquet" in err
+    status, err = error(xz, "--labels", tmp_path / "nowhere.zarr")
+    assert status == 1 and "--labels: no such Zarr array" in err
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "s": ["p", "q", "r"], "t": [0, 1, 0]})
+    frame.to_parquet(tmp_path / "text.parquet")
+    status, err = error(tmp_path / "text.parquet", "--target", "t")
+    assert status == 1 and "feature columns must hold numbers; 's' does not" in err
+
+
+def test_cli_names_the_extra_when_an_optional_dependency_is_missing(cli, tmp_path,
+                                                                    monkeypatch):
+    import sys
+
+    X, y = data(n=120, seed=43)
+    pq, xz, yz, _ = _stores(tmp_path, X, y)
+    monkeypatch.setitem(sys.modules, "zarr", None)  # import zarr raises ImportError
+    proc = cli("train", xz, "--labels", yz, "--epochs", "1")
+    assert proc.returncode == 1
+    assert "needs zarr: pip install \"mlpcore[dask]\"" in proc.stderr
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    proc = cli("train", pq, "--target", "label", "--epochs", "1")
+    assert proc.returncode == 1
+    assert "needs pyarrow: pip install \"mlpcore[dask]\"" in proc.stderr
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    proc = cli("train", tmp_path / "pq", "--target", "label", "--workers", "2")
+    assert proc.returncode == 2
+    assert "--workers needs Dask: pip install \"mlpcore[dask]\"" in proc.stderr

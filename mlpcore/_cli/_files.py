@@ -106,7 +106,8 @@ def _refuse_options(path, fmt, kwargs):
 
             if not looks_like_text(path):
                 return  # load_dataset says that it is not an IDX file
-        raise CLIError(f"--labels applies to IDX image files and sparse .npz archives, and "
+        raise CLIError(f"--labels applies to IDX image files, Zarr arrays and sparse .npz "
+                       f"archives, and "
                        f"{path} is {kind} file ({targets_in[fmt]})", EXIT_USAGE)
     for flag, given in (("--target", kwargs.get("target")),
                         ("--index-column", kwargs.get("index_column"))):

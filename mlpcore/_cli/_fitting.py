@@ -5,6 +5,7 @@ The choices and defaults come from the library itself (the registries in
 command line and :func:`mlpcore.fit` cannot drift apart.
 """
 
+import contextlib
 import re
 import time
 import warnings
@@ -219,47 +220,98 @@ def describe_network(sizes, task, opts, n_train, dtype, *, multilabel=False):
             f"{rule}, L2 alpha {opts.alpha:g}, {seed}, {dtype}")
 
 
-def _fit_call(opts):
-    """``mlpcore.fit``, or with --workers/--scheduler the same call on a Dask cluster: X is
-    cut into two row blocks per worker and ``mlpcore.dask.fit`` trains on them."""
+def _dask_flag(opts):
+    return "--workers" if getattr(opts, "workers", None) is not None else "--scheduler"
+
+
+def uses_cluster(opts):
+    """Whether --workers or --scheduler was given."""
+    return getattr(opts, "workers", None) is not None or \
+        getattr(opts, "scheduler", None) is not None
+
+
+@contextlib.contextmanager
+def dask_client(opts):
+    """The Dask client of --workers N (a local cluster of N single-threaded worker
+    processes, started here and closed after) or --scheduler ADDRESS.
+
+    Yields
+    ------
+    distributed.Client
+
+    Raises
+    ------
+    CLIError
+        A usage error when Dask is not installed ('pip install "mlpcore[dask]"'), a data
+        error when the scheduler cannot be reached.
+    """
     workers, scheduler = getattr(opts, "workers", None), getattr(opts, "scheduler", None)
-    if workers is None and scheduler is None:
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise CLIError(f"{_dask_flag(opts)} needs Dask: pip install \"mlpcore[dask]\"",
+                       EXIT_USAGE) from None
+    cluster = None
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as exc:
+            raise CLIError(f"--scheduler {scheduler}: cannot connect ({one_line(exc)})") \
+                from None
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=":0")
+        client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def n_workers(client):
+    """The workers the client's scheduler has now (at least 1)."""
+    return max(len(client.scheduler_info(n_workers=-1)["workers"]), 1)
+
+
+def _fit_call(opts, client=None):
+    """``mlpcore.fit``, or with --workers/--scheduler the same call on a Dask cluster
+    (``mlpcore.dask.fit``; in ``client`` when given, else one opened for the call). NumPy X
+    is cut into two row blocks per worker; dask collections are trained as they are."""
+    if client is None and not uses_cluster(opts):
         return mlpcore.fit
     try:
         import dask.array as da
-        from distributed import Client, LocalCluster
 
         from mlpcore.dask import fit as dask_fit
     except ImportError:
-        flag = "--workers" if workers is not None else "--scheduler"
-        raise CLIError(f"{flag} needs Dask: pip install \"mlpcore[dask]\"", EXIT_USAGE) from None
+        raise CLIError(f"{_dask_flag(opts)} needs Dask: pip install \"mlpcore[dask]\"",
+                       EXIT_USAGE) from None
+
+    def on(client, X, y, kwargs):
+        if isinstance(X, np.ndarray):
+            rows = -(-len(X) // (2 * n_workers(client)))
+            X = da.from_array(X, chunks=(rows, X.shape[1]))
+        return dask_fit(X, y, client=client, **kwargs)
 
     def fit_on_cluster(X, y, **kwargs):
-        if scheduler is not None:
-            client, cluster = Client(scheduler, timeout="30s"), None
-        else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0")
-            client = Client(cluster)
-        try:
-            n_blocks = 2 * len(client.scheduler_info()["workers"]) or 2
-            rows = -(-len(X) // n_blocks)
-            return dask_fit(da.from_array(X, chunks=(rows, X.shape[1])), y, client=client,
-                            **kwargs)
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+        if client is not None:
+            return on(client, X, y, kwargs)
+        with dask_client(opts) as own:
+            return on(own, X, y, kwargs)
 
     return fit_on_cluster
 
 
-def fit_with_options(X, y, opts, *, progress, validation=None):
-    """Call :func:`mlpcore.fit` with the options.
+def fit_with_options(X, y, opts, *, progress, validation=None, client=None, n_train=None,
+                     **extra):
+    """Call :func:`mlpcore.fit` with the options (:func:`mlpcore.dask.fit` with
+    --workers/--scheduler or a ``client``).
 
     Parameters
     ----------
-    X, y : ndarray
+    X, y : ndarray, or dask collections with a ``client``
         The training data, as fit takes it.
     opts : argparse.Namespace
         The fit options (see :func:`mlpcore._cli._arguments.add_fit_options`), learning
@@ -268,6 +320,12 @@ def fit_with_options(X, y, opts, *, progress, validation=None):
         Print a line per epoch, live (through fit's ``callback``).
     validation : tuple (X_val, y_val), optional
         Passed as ``validation_data``.
+    client : distributed.Client, optional
+        Train on this Dask cluster.
+    n_train : int, optional
+        The training rows (default ``len(X)``), for the --batch-size check.
+    **extra
+        More keywords for fit (e.g. ``scale``).
 
     Returns
     -------
@@ -285,8 +343,8 @@ def fit_with_options(X, y, opts, *, progress, validation=None):
         optimizer = OPTIMIZERS[opts.optimizer](learning_rate=learning_rate,
                                                momentum=opts.momentum)
         learning_rate = None  # the optimizer object carries it
-    check_batch_size(opts, X.shape[0])
-    kwargs = dict(hidden=opts.hidden, activation=opts.activation, optimizer=optimizer,
+    check_batch_size(opts, X.shape[0] if n_train is None else n_train)
+    kwargs = dict(**extra, hidden=opts.hidden, activation=opts.activation, optimizer=optimizer,
                   output=getattr(opts, "output_activation", None),
                   loss=getattr(opts, "loss", None), batch_size=opts.batch_size,
                   epochs=opts.epochs, learning_rate=learning_rate, alpha=opts.alpha,
@@ -304,7 +362,7 @@ def fit_with_options(X, y, opts, *, progress, validation=None):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            model = _fit_call(opts)(X, y, **kwargs)
+            model = _fit_call(opts, client)(X, y, **kwargs)
         except (ValueError, TypeError) as exc:
             # A refused keyword is a usage error, said with the flag that set it.
             message, named = in_flag_terms(exc)

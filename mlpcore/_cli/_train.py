@@ -1,4 +1,5 @@
-"""``mlpcore train``: train on a CSV, NPZ, IDX or sparse data file and save the model."""
+"""``mlpcore train``: train on a CSV, NPZ, IDX, sparse, Parquet or Zarr DATA and save the
+model."""
 
 import textwrap
 
@@ -11,10 +12,13 @@ from mlpcore._cli._arguments import (Formatter, add_fit_options, add_output_opti
 from mlpcore._cli._errors import EXIT_USAGE, CLIError
 from mlpcore._cli._files import (add_data_format_options, add_index_column_option,
                                  is_sparse_data, load_data, save_model)
-from mlpcore._cli._fitting import (check_output_and_loss, describe_network, fit_with_options,
-                                   resolve_learning_rate, stopping_keywords)
+from mlpcore._cli._fitting import (check_output_and_loss, dask_client, describe_network,
+                                   fit_with_options, n_workers, resolve_learning_rate,
+                                   stopping_keywords, uses_cluster)
 from mlpcore._cli._output import format_number, out, show_progress
 from mlpcore._cli._scaling import Scaling, fold_into_inputs, fold_into_outputs
+from mlpcore._cli._stores import (FORMATS, check_options, features_dtype, load_store,
+                                  open_lazily, store_format)
 from mlpcore._scaling import SCALINGS
 from mlpcore._schedules import SCHEDULES
 from mlpcore._splitting import validation_split
@@ -40,13 +44,15 @@ def add_parser(subparsers):
     """Add the ``train`` command to the ``mlpcore`` subparsers."""
     p = subparsers.add_parser(
         "train", formatter_class=Formatter,
-        help="train on a CSV, NPZ, IDX or svmlight file and save the model",
+        help="train on a CSV, NPZ, IDX, svmlight, Parquet or Zarr DATA and save the model",
         description=paragraphs("""\
             Train a network on a data file and save the model.
 
             DATA is a CSV file with a header row (name the label column with --target; every
             other column must be numeric), an .npz archive with arrays X and y, or an MNIST
-            IDX images file (plain or gzipped; give the labels file with --labels). The format
+            IDX images file (plain or gzipped; give the labels file with --labels), a Parquet
+            file or folder of Parquet files (name the label column with --target), or a Zarr
+            array of features (give the Zarr array of targets with --labels). The format
             is recognised from the content. Integer or text labels mean classification;
             fractional numbers mean regression (override with --task).
 
@@ -55,6 +61,11 @@ def add_parser(subparsers):
             svmlight/libsvm text file ("label index:value ...", indices from 1 unless
             --zero-based; named *.svm, *.svmlight or *.libsvm, or read with --format
             svmlight).
+
+            With --workers or --scheduler, training runs on a Dask cluster (mlpcore.dask).
+            Parquet and Zarr DATA are then read lazily, partition by partition, on the
+            workers (the held-out rows, if any, are gathered for scoring; they are taken at
+            random, not stratified); other files are read here and sent to the workers.
 
             Features are standardised by default (mean 0, standard deviation 1 on the
             training rows), sparse ones divided by each column's largest absolute value
@@ -82,13 +93,18 @@ def add_parser(subparsers):
               mlpcore train data.csv --target y --optimizer sgd --momentum 0.9 --nesterov \\
                   --plot curve.png
               mlpcore train news.svm --hidden 128 --optimizer adam --learning-rate 0.001
-              mlpcore train tfidf.npz --labels topics.txt --batch-size 1 --epochs 5"""))
+              mlpcore train tfidf.npz --labels topics.txt --batch-size 1 --epochs 5
+              mlpcore train data/ --target label --optimizer lbfgs --workers 2
+              mlpcore train X.zarr --labels y.zarr --optimizer lbfgs \\
+                  --scheduler tcp://scheduler:8786"""))
     p.add_argument("data", metavar="DATA",
-                   help="CSV, NPZ, IDX images, sparse NPZ or svmlight/libsvm file")
-    p.add_argument("--target", metavar="COLUMN", help="CSV: the column holding the targets")
+                   help="CSV, NPZ, IDX images, sparse NPZ or svmlight/libsvm file, Parquet "
+                        "file or folder, or Zarr array")
+    p.add_argument("--target", metavar="COLUMN",
+                   help="CSV or Parquet: the column holding the targets")
     p.add_argument("--labels", metavar="FILE",
                    help="IDX: the labels file; sparse NPZ: a .npy array or a text file with "
-                        "one label per line")
+                        "one label per line; Zarr: the Zarr array of targets")
     add_index_column_option(p)
     add_data_format_options(p)
     p.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
@@ -225,28 +241,40 @@ def _resolve_scale(args, sparse):
                            EXIT_USAGE)
 
 
+def _describe_targets(args, targets, y_ndim):
+    what = f"target {args.target!r}" if args.target else "targets"
+    if targets.task == "classification":
+        return what + f": classification, {len(targets.classes)} classes"
+    return what + ": regression" + (f", {targets.n_outputs} outputs" if y_ndim == 2 else "")
+
+
 def run(args):
     """``mlpcore train``: train on a file and save the model."""
     resolve_learning_rate(args)
     stopping_keywords(args)  # usage errors before any data is read
     _check_plot(args.plot)
-    _resolve_scale(args, is_sparse_data(args.data, args.format))
-    X, y, info = load_data(args.data, target=args.target, labels=args.labels,
-                           require_target=True, task=args.task,
-                           index_column=args.index_column, fmt=args.format,
-                           zero_based=args.zero_based)
+    fmt = store_format(args.data)
+    _resolve_scale(args, fmt is None and is_sparse_data(args.data, args.format))
+    if fmt is not None:
+        check_options(args.data, fmt, target=args.target, labels=args.labels,
+                      index_column=args.index_column)
+        if uses_cluster(args):
+            return _run_on_cluster(args, fmt)
+        X, y, info = load_store(args.data, fmt, target=args.target, labels=args.labels,
+                                task=args.task)
+    else:
+        X, y, info = load_data(args.data, target=args.target, labels=args.labels,
+                               require_target=True, task=args.task,
+                               index_column=args.index_column, fmt=args.format,
+                               zero_based=args.zero_based)
     sparse = scipy.sparse.issparse(X)
     targets = _targets_of(y, args.data, args.output_activation, args.loss,
                           None if args.task == "auto" else args.task)
     task = targets.task
-    what = f"target {args.target!r}" if args.target else "targets"
-    if task == "classification":
-        what += f": classification, {len(targets.classes)} classes"
-    else:
-        what += ": regression" + (f", {y.shape[1]} outputs" if y.ndim == 2 else "")
+    shown = FORMATS.get(info["format"], info["format"].upper())
     stored = f", {X.nnz} nonzeros" if sparse else ""
-    out(f"data: {args.data} ({info['format'].upper()}{stored}), {X.shape[0]} rows, "
-        f"{X.shape[1]} features, {what}")
+    out(f"data: {args.data} ({shown}{stored}), {X.shape[0]} rows, {X.shape[1]} "
+        f"features, {_describe_targets(args, targets, y.ndim)}")
     if X.shape[0] < 2:
         raise CLIError(f"{args.data}: need at least 2 rows to train, found {X.shape[0]}")
 
@@ -264,17 +292,11 @@ def run(args):
         Xtr, ytr, Xva, yva = X, y, None, None
 
     # Train on scaled copies; the scaling is folded into the model afterwards.
-    x_scaling = y_scaling = None
+    x_scaling = None
     if args.scale != "none":
         x_scaling = Scaling.from_data(Xtr, args.scale)
-        out(f"features: {_SCALE_LABELS[args.scale]}; folded into the saved model, which takes "
-            "raw features")
-        # Only an identity output can be unscaled exactly (and a sigmoid or exp output needs
-        # its targets in its range), so other outputs train on the raw targets.
-        if task == "regression" and output == "identity":
-            y_scaling = Scaling.from_data(ytr, "standard")
-            out("targets: standardised for training (the loss below is in those units); "
-                "folded into the saved model")
+        _say_scaled(args)
+    y_scaling = _target_scaling(task, output, lambda: Scaling.from_data(ytr, "standard"))
     # Scaled float32 features stay float32, so fit trains in float32 as it would on the raw data.
     x_dtype = Xtr.dtype if Xtr.dtype == np.float32 else np.float64
 
@@ -298,22 +320,149 @@ def run(args):
         fold_into_outputs(model, y_scaling)
     # A CSV's header names the features: the saved model matches columns by name.
     model.feature_names = info.get("feature_names")
+    # The model now takes raw features and predicts raw targets: score it on raw rows.
+    if Xva is not None:
+        scored = ("validation", model.score(Xva, yva), f" on {Xva.shape[0]} held-out rows")
+    else:
+        scored = ("training", model.score(Xtr, ytr), f" on the {Xtr.shape[0]} rows it was "
+                  "trained on (not held-out data: an optimistic figure)")
+    return _finish(args, model, seconds, task, scored)
+
+
+def _say_scaled(args):
+    out(f"features: {_SCALE_LABELS[args.scale]}; folded into the saved model, which takes "
+        "raw features")
+
+
+def _target_scaling(task, output, scaling):
+    """The targets' standardisation for regression with an identity output (``scaling()``),
+    else None: only an identity output can be unscaled exactly (and a sigmoid or exp output
+    needs its targets in its range), so other outputs train on the raw targets."""
+    if task != "regression" or output != "identity":
+        return None
+    y_scaling = scaling()
+    out("targets: standardised for training (the loss below is in those units); "
+        "folded into the saved model")
+    return y_scaling
+
+
+def _run_on_cluster(args, fmt):
+    """``mlpcore train`` of a Parquet or Zarr DATA with --workers/--scheduler: the data read
+    lazily on the workers and trained by :func:`mlpcore.dask.fit`.
+
+    As the in-memory path, except that the held-out rows are drawn at random within the
+    partitions (not stratified) and gathered here for scoring, and that the features are
+    scaled by the model itself (``scale=``, from the training rows), then folded.
+    """
+    with dask_client(args) as client:
+        import dask
+
+        import mlpcore.dask
+        from mlpcore.dask import _data as dask_data
+
+        data = open_lazily(args.data, fmt, target=args.target, labels=args.labels,
+                           task=args.task, workers=n_workers(client))
+        n = data.rows()
+        if n < 2:
+            raise CLIError(f"{args.data}: need at least 2 rows to train, found {n}")
+        fraction, note = args.validation_split, ""
+        if fraction is None:
+            note = "--validation-split none"
+        elif fraction == "auto":
+            fraction = AUTO_VALIDATION_FRACTION if n >= AUTO_VALIDATION_MIN_ROWS else None
+            note = (f"the default for {AUTO_VALIDATION_MIN_ROWS} rows or more; "
+                    "--validation-split none trains on every row" if fraction is not None else
+                    f"fewer than {AUTO_VALIDATION_MIN_ROWS} rows, so none were held out; "
+                    "--validation-split FRACTION holds some out")
+        train, Xva, yva = data, None, None
+        if fraction is not None:
+            train, held = data.split(fraction, args.seed)
+            Xva, yva = held.gather(args.task)
+            if len(Xva) == 0:
+                train, Xva, yva = data, None, None
+                fraction, note = None, "the random hold-out drew no rows"
+        task_given = None if args.task == "auto" else args.task
+        summaries = client.gather(client.compute([
+            dask.delayed(dask_data.target_summary)(b, args.output_activation, args.loss,
+                                                   task_given)
+            for b in train.target_blocks()]))
+        try:
+            y_sample, classes, _ = dask_data.combine_summaries(
+                summaries, args.output_activation, args.loss, task_given)
+        except (TypeError, ValueError) as exc:
+            raise CLIError(f"{args.data}: unusable targets ({exc})") from None
+        targets = _targets_of(y_sample if classes is None else classes, args.data,
+                              args.output_activation, args.loss, task_given)
+        task = targets.task
+        n_train = sum(s["rows"] for s in summaries)
+        out(f"data: {args.data} ({FORMATS[fmt]}, read on the cluster: {data.partitions} "
+            f"partitions, {n_workers(client)} workers), {n} rows, {data.n_features} "
+            f"features, {_describe_targets(args, targets, summaries[0]['ndim'])}")
+        output, _ = check_output_and_loss(args, task, targets.multilabel)
+        if Xva is not None:
+            out(f"validation: {len(Xva)} rows held out (at random within the partitions, "
+                f"not stratified; {note}), training on {n_train}")
+        else:
+            out(f"validation: none ({note}); the final score is on the training rows")
+        extra = {}
+        if args.scale != "none":
+            extra["scale"] = args.scale
+            _say_scaled(args)
+        y_scaling = _target_scaling(task, output, lambda: Scaling(*_usable(
+            *train.target_moments())))
+        validation = None if Xva is None else (
+            Xva, yva if y_scaling is None else y_scaling.apply(yva))
+        if y_scaling is not None:
+            shift, scale = y_scaling
+            if fmt == "parquet":
+                shift, scale = float(shift[0]), float(scale[0])
+            train = train.with_targets(lambda Y: (Y - shift) / scale)
+        x_dtype = np.float32 if np.dtype(_lazy_dtype(train)) == np.float32 else np.float64
+        out(describe_network((data.n_features, *args.hidden, targets.n_outputs), task, args,
+                             n_train, x_dtype, multilabel=targets.multilabel))
+        model, seconds = fit_with_options(train.X, train.Y, args, progress=show_progress(args),
+                                          validation=validation, client=client,
+                                          n_train=n_train, **extra)
+        if model.scaling is not None:  # fold the model's own scaling, as the file path does
+            x_scaling, model.scaling, model.scale = model.scaling, None, None
+            fold_into_inputs(model, x_scaling)
+        if y_scaling is not None:
+            fold_into_outputs(model, y_scaling)
+        if Xva is not None:
+            scored = ("validation", model.score(Xva, yva), f" on {len(Xva)} held-out rows")
+        else:
+            # The frame with its target column's name (two projections of one Parquet
+            # source may be partitioned differently).
+            scored = ("training", mlpcore.dask.score(model, train.X, train.Y, client=client),
+                      f" on the {n_train} rows it was trained on (not held-out data: an "
+                      "optimistic figure)")
+    return _finish(args, model, seconds, task, scored)
+
+
+def _usable(shift, scale):
+    """A standardisation's (shift, scale) with constant columns given scale 1."""
+    return shift, np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
+
+
+def _lazy_dtype(data):
+    """The dtype the features train in (float32 only if they all are)."""
+    if data.format == "parquet":
+        return features_dtype(list(data.X[data.feature_names].dtypes))
+    return data.X.dtype
+
+
+def _finish(args, model, seconds, task, scored):
+    """Report the training and the score ``scored = (what, value, on which rows)``, save the
+    model and draw the plot."""
     loss = model.history["loss"]
     if loss:
         out(f"final training loss {format_number(loss[-1])} after {len(loss)} epochs")
     if len(loss) < args.epochs and (args.early_stopping or args.tol is not None):
         kept = " (the best epoch's weights are kept)" if args.early_stopping else ""
         out(f"stopped early after {len(loss)} of {args.epochs} epochs{kept}")
-    # The model now takes raw features and predicts raw targets: score it on raw rows.
-    if Xva is not None:
-        scored, score = "validation", model.score(Xva, yva)
-        rows = f" on {Xva.shape[0]} held-out rows"
-    else:
-        scored, score = "training", model.score(Xtr, ytr)
-        rows = (f" on the {Xtr.shape[0]} rows it was trained on (not held-out data: an optimistic "
-                "figure)")
+    what, score, rows = scored
     shown = f"accuracy {score:.2%}" if task == "classification" else f"R^2 {score:.4f}"
-    out(f"{scored} {shown}{rows}")
+    out(f"{what} {shown}{rows}")
     out(f"training took {seconds:.2f} s")
     save_model(model, args.output)
     out(f"model saved to {args.output}")

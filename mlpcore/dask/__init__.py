@@ -7,9 +7,10 @@
 >>> model = mlpcore.dask.fit(df, "label", hidden=(128,), optimizer="lbfgs")  # doctest: +SKIP
 >>> labels = mlpcore.dask.predict(model, df.drop(columns="label"))  # doctest: +SKIP
 
-The partitions stay on the workers, converted once into the engine's arrays; each iteration
-sends the parameters to every partition, which returns its weighted loss and gradient
-sums, reduced in a fixed order (see :mod:`mlpcore.dask._methods` for the maths). The model
+The partitions stay on the workers, converted once into the engine's arrays and spread
+evenly over them; each iteration sends the parameters once to each worker, and every
+partition returns its weighted loss and gradient sums, reduced in a fixed order (see
+:mod:`mlpcore.dask._methods` for the maths). The model
 returned is an ordinary :class:`mlpcore.MLP`: it pickles, saves and predicts without Dask.
 """
 
@@ -207,6 +208,8 @@ def _fit(client, model, X, Y, sample_weight, validation_data, sync_every, persis
     weights = [w for _, w in stats]
     if sum(rows) == 0:
         raise ValueError("X has no rows")
+    if persist:
+        _balance(client, parts, rows)
     if sample_weight is not None or per_class is not None:
         if not sum(weights) > 0:
             raise ValueError("sample_weight must have a positive sum" if per_class is None
@@ -235,6 +238,52 @@ def _fit(client, model, X, Y, sample_weight, validation_data, sync_every, persis
         method = ModelAveraging(model, cluster, batch, sync_every, epochs)
     model.training_result = train(model, method, epochs, validation)
     return model
+
+
+def _balance(client, parts, rows):
+    """Spread the persisted partitions evenly over the workers, by rows.
+
+    Dask places the partitions where it computed them, often unevenly (3 of 4 partitions on
+    one of two workers), and every iteration then waits for the busiest worker. Here the
+    partitions stay where they are up to each worker's fair share of the rows, and the
+    others are copied once to the workers with the fewest (``client.replicate``: a copy
+    made by the scheduler, which work stealing cannot undo as it could a task; the first
+    copy stays, since Dask cannot move data, and either holder may then compute the
+    partition, so the scheduler can also even out a slow worker). A lost copy is recomputed
+    like any result. Only placement changes: the sums, and so the results, do not depend
+    on it.
+
+    Returns
+    -------
+    dict
+        The partitions copied, by the worker they were copied to (for tests).
+    """
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    if len(workers) < 2 or len(parts) < 2:
+        return {}
+    who = client.who_has(parts)
+    holders = [list(who.get(f.key, ())) for f in parts]
+    load = dict.fromkeys(workers, 0)
+    fair = sum(rows) / len(workers)
+    moves = []
+    # Largest partitions first: each counts for one of its holders while that worker is
+    # within its fair share (plus half the partition, so an even split is never undone).
+    for p in sorted(range(len(parts)), key=lambda p: -rows[p]):
+        kept = next((w for w in sorted(holders[p], key=lambda w: load.get(w, 0))
+                     if w in load and load[w] + rows[p] / 2 <= fair), None)
+        if kept is not None:
+            load[kept] += rows[p]
+        else:
+            moves.append(p)
+    copies = {}
+    for p in moves:
+        target = min(workers, key=lambda w: (load[w], w))
+        load[target] += rows[p]
+        if target not in holders[p]:
+            copies.setdefault(target, []).append(p)
+    for target, moved in copies.items():
+        client.replicate([parts[p] for p in moved], n=1, workers=[target])
+    return copies
 
 
 def _plain_copy(model):

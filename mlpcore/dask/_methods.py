@@ -85,6 +85,11 @@ def _limit(n_threads, rows, sizes):
 
 
 # -- tasks run on the workers -----------------------------------------------------------------
+def _identity(value):
+    """The task holding a value shared by a round's tasks (:meth:`Cluster.share`)."""
+    return value
+
+
 def part_loss_gradient(part, theta, network, n_threads):
     """(S_p, G_p, W_p, seconds, seconds): the partition's weighted loss and gradient sums
     at theta, and its compute time (summed, and the slowest, by :func:`add`).
@@ -147,15 +152,33 @@ class Cluster:
     def __init__(self, client, parts, persist, rows, weights):
         self.client, self.parts, self.persist = client, parts, persist
         self.rows, self.weights = rows, weights
-        self.bytes_sent = 0      # per the last reduction: parameters to the tasks
+        self.theta_bytes = 0     # the parameters of the last reduction, sent once per worker
         self.bytes_reduced = 0   # partition results moved by the reduction tree
         self.compute_seconds = 0.0  # partition compute of the last reduction, summed
         self.slowest_seconds = 0.0  # and that of its slowest partition
         self.wall_seconds = 0.0
         self._running = []
 
+    def begin_round(self):
+        """Forget the previous round's futures (what :meth:`cancel` would cancel)."""
+        self._running = []
+
+    def share(self, value):
+        """One future holding ``value`` for every task of a round, instead of a copy inside
+        each partition's task.
+
+        ``value`` goes to the scheduler once, inside a task returning it (so Dask recomputes
+        it, like any other result, if the worker holding it is lost), and each worker that
+        runs partitions fetches it once from the worker that ran that task: per round one
+        copy per worker instead of one per partition.
+        """
+        future = self.client.submit(_identity, value, pure=False)
+        self._running.append(future)
+        return future
+
     def map(self, fn, *args, parts=None):
-        """Futures of ``fn(part, *args)`` for each partition, in partition order."""
+        """Futures of ``fn(part, *args)`` for each partition, in partition order (``args``
+        may hold futures, e.g. from :meth:`share`: each task then depends on them)."""
         parts = self.parts if parts is None else parts
         if self.persist or not hasattr(parts[0], "dask"):
             futures = [self.client.submit(fn, p, *args, pure=False) for p in parts]
@@ -163,7 +186,7 @@ class Cluster:
             import dask
 
             futures = self.client.compute([dask.delayed(fn)(p, *args) for p in parts])
-        self._running = list(futures)
+        self._running.extend(futures)
         return futures
 
     def map_each(self, fn, per_part, *args):
@@ -176,7 +199,7 @@ class Cluster:
 
             futures = self.client.compute([dask.delayed(fn)(p, a, *args)
                                            for p, a in zip(self.parts, per_part)])
-        self._running = list(futures)
+        self._running.extend(futures)
         return futures
 
     def tree(self, fn, futures):
@@ -201,13 +224,16 @@ class Cluster:
             self._running = []
 
     def loss_gradient(self, theta, network, n_threads):
-        """(S, G, W) over all partitions: see the module docstring."""
+        """(S, G, W) over all partitions: see the module docstring. theta travels once per
+        round (:meth:`share`)."""
         started = time.perf_counter()
-        futures = self.tree(add, self.map(part_loss_gradient, theta, network, n_threads))
+        self.begin_round()
+        shared = self.share(theta)
+        futures = self.tree(add, self.map(part_loss_gradient, shared, network, n_threads))
         results = self.gather(futures)
         S, G, W, seconds, slowest = add(*results) if len(results) > 1 else results[0]
         self._running = []
-        self.bytes_sent = len(self.parts) * theta.nbytes
+        self.theta_bytes = theta.nbytes
         self.bytes_reduced = len(self.parts) * G.nbytes
         self.compute_seconds, self.slowest_seconds = seconds, slowest
         self.wall_seconds = time.perf_counter() - started
@@ -215,10 +241,17 @@ class Cluster:
 
     def loss(self, theta, network, n_threads):
         """(S, W): the weighted loss sum over all partitions."""
-        futures = self.tree(add_losses, self.map(part_loss, theta, network, n_threads))
+        self.begin_round()
+        shared = self.share(theta)
+        futures = self.tree(add_losses, self.map(part_loss, shared, network, n_threads))
         results = self.gather(futures)
         self._running = []
         return add_losses(*results)
+
+    def bytes_sent(self, workers):
+        """Parameter bytes moved by the last reduction: theta once to the scheduler (in the
+        task that holds it) and once to each of the workers running partitions."""
+        return self.theta_bytes * (1 + min(workers, len(self.parts)))
 
     def describe(self):
         """One line on the last reduction: wall time; partition compute summed and the
@@ -227,10 +260,12 @@ class Cluster:
         results reduced."""
         workers = max(len(self.client.scheduler_info(n_workers=-1)["workers"]), 1)
         rest = max(self.wall_seconds - self.compute_seconds / workers, 0)
+        sent = self.bytes_sent(workers)
         return (f"wall {self.wall_seconds:.3f}s: partition compute {self.compute_seconds:.3f}s "
                 f"(slowest {self.slowest_seconds:.3f}s) on {workers} worker"
                 f"{'s' if workers > 1 else ''}, communication and scheduling about "
-                f"{rest:.3f}s; {self.bytes_sent / 1e6:.2f} MB sent, "
+                f"{rest:.3f}s; {sent / 1e6:.4f} MB sent (the parameters, once to the "
+                f"scheduler and once to each worker), "
                 f"{self.bytes_reduced / 1e6:.2f} MB reduced")
 
 
@@ -406,13 +441,16 @@ class DistributedLBFGS(_Distributed, LBFGSIterations):
 
 
 # -- model averaging --------------------------------------------------------------------------
-def part_train(part, start, spec):
+def part_train(part, start, spec, common=None):
     """Train one partition from ``start`` for one segment (an epoch, or a fraction of one).
 
-    ``start``: dict(theta, state, t, rng, segment, order) -- the broadcast averaged state,
-    or this partition's previous result. Returns the new local state with the segment's
-    ``loss_sum``, ``weight_sum``, ``status``.
+    ``start``: dict(theta, state, t, rng, segment, order) -- this partition's previous
+    result, or, after an averaging, only its own (rng, segment, order) with the averaged
+    (theta, state, t) in ``common``, shared by all partitions (:meth:`Cluster.share`).
+    Returns the new local state with the segment's ``loss_sum``, ``weight_sum``, ``status``.
     """
+    if common is not None:
+        start = {**common, **start}
     X, Y, sw = part
     theta = np.array(start["theta"], copy=True)
     state = [np.array(s, copy=True) for s in start["state"]]
@@ -513,9 +551,11 @@ class ModelAveraging(_Distributed):
         self.taken = 0
 
     def _start(self):
+        """(what all partitions start from: the averaged theta, state and step count; what
+        each partition starts from besides: its random stream)."""
         opt = self.model.optimizer
-        return [{"theta": self.model._theta, "state": list(opt.state), "t": opt.t, "rng": r,
-                 "segment": 0, "order": None} for r in self.rngs]
+        common = {"theta": self.model._theta, "state": list(opt.state), "t": opt.t}
+        return common, [{"rng": r, "segment": 0, "order": None} for r in self.rngs]
 
     def step(self, learning_rate):
         m, opt = self.model, self.model.optimizer
@@ -529,8 +569,13 @@ class ModelAveraging(_Distributed):
         loss_sum = weight_sum = 0.0
         try:
             for _ in range(self.segments):
-                starts = self.local if self.local is not None else self._start()
-                futures = self.cluster.map_each(part_train, starts, spec)
+                self.cluster.begin_round()
+                if self.local is not None:  # each partition from its own previous state
+                    futures = self.cluster.map_each(part_train, self.local, spec)
+                else:  # all from the averaged state, sent once per worker
+                    common, own = self._start()
+                    futures = self.cluster.map_each(part_train, own, spec,
+                                                    self.cluster.share(common))
                 if sync or self.segments > 1:
                     results = self.cluster.gather(futures)
                     for r in results:
