@@ -1108,7 +1108,7 @@ def bad_sparse_files(sparse_files):
      ["badindex.npz: not a readable sparse .npz archive"]),
     (["train", "nan.npz", "--labels", "c.txt"], 1, ["nan.npz: the sparse matrix holds NaN"]),
     (["train", "c.svm", "--labels", "c.txt"], 2,
-     ["--labels applies to IDX image files and sparse .npz archives",
+     ["--labels applies to IDX image files, Zarr arrays and sparse .npz archives",
       "its labels are each line's first field"]),
     (["train", "c.svm", "--target", "c"], 2, ["--target applies to CSV files"]),
     (["train", "s.npz", "--labels", "c.txt", "--index-column"], 2,
