@@ -25,7 +25,7 @@ from _network cimport (Net, Data, Buffers, Progress, Team, Tuner, DONE, DIVERGED
                        l2_penalty, split_range, flush_subnormals, restore_fpenv, get_fpenv,
                        tuner_reset, blas_get_threads, note_blas_threads)
 from _batch cimport add_weight_decay, forward_pass, pass_gradient, pass_threads, run_batches
-from _per_sample cimport run_samples, run_samples_blocked
+from _per_sample cimport run_samples, run_samples_blocked, HIDDEN_CHUNK as _HIDDEN_CHUNK
 from _sparse cimport (ScaledFirstLayer, LazyRows, sparse_chunk_gradient, sparse_forward,
                       sparse_first_layer, sparse_pass_threads, fold_scale, lazy_reset,
                       catch_up_all, run_sparse_batches)
@@ -69,6 +69,9 @@ CHUNK_ROWS = 4096
 # cache, where plain loops win.
 GRAM_BLOCK = 32
 GRAM_MIN_WEIGHTS = 16384
+# With one hidden layer and no L2 it is split by hidden units, in chunks of this many
+# (run_samples_hidden in _per_sample.pxd): at most ceil(M_1 / HIDDEN_CHUNK) threads.
+HIDDEN_CHUNK = _HIDDEN_CHUNK
 # Samples processed between two checks for Ctrl-C (each check takes the GIL briefly).
 SIGNAL_CHECK_SAMPLES = 4096
 

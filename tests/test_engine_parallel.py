@@ -122,6 +122,14 @@ CASES = [
 ]
 
 
+def blocked_threads(sizes, dtype, alpha):
+    """Most threads blocked per-sample SGD uses: split by hidden units (one hidden layer, no
+    L2: a chunk of HIDDEN_CHUNK units each), else by the block's samples (ROW_ALIGN each)."""
+    if len(sizes) == 3 and alpha == 0:
+        return -(-sizes[1] // _engine.HIDDEN_CHUNK)
+    return _engine.GRAM_BLOCK // _engine.ROW_ALIGN[np.dtype(dtype)]
+
+
 def test_blas_computes_each_row_of_a_product_independently_of_the_split():
     """What bit-identical weights across thread counts rest on: a product's rows, computed
     in blocks starting at multiples of ROW_ALIGN, equal the unsplit product's rows."""
@@ -148,8 +156,8 @@ def test_weights_are_bit_identical_for_any_thread_count(parallel, case, options)
     assert ran1 == {0}  # one thread: no parallel region
     for threads in (2, 3):
         theta, results, ran = train(threads, sizes, n, batch, dtype, rule, **options)
-        if batch == 1:  # a block of GRAM_BLOCK samples: each thread needs ROW_ALIGN of them
-            threads = min(threads, _engine.GRAM_BLOCK // _engine.ROW_ALIGN[np.dtype(dtype)])
+        if batch == 1:
+            threads = min(threads, blocked_threads(sizes, dtype, options.get("alpha", 0)))
         assert ran == {threads}, "the passes did not run on every thread"
         assert np.array_equal(theta, theta1), threads
         assert results == results1  # losses, weight sums, update counts, statuses
