@@ -349,7 +349,8 @@ cdef inline void hidden_block(const Net* net, floating* theta, const Data* data,
     cdef bint noop_zero = True   # alpha = 0 here: a zero-weight sample makes no step
     cdef unsigned int fpenv = get_fpenv()
     restore_fpenv(hs.fpenv)
-    note_blas_threads(team, p)
+    if nt > 1:
+        note_blas_threads(team, p)
     split_range(n_chunks, nt, 1, p, &q0, &q1)
     c0 = min(m, q0 * HIDDEN_CHUNK)
     c1 = min(m, q1 * HIDDEN_CHUNK)
@@ -542,7 +543,7 @@ cdef inline int run_samples_blocked(const Net* net, floating* theta, const Data*
     cdef double loss, penalty = 0, q, dd
     cdef int status = DONE
     cdef int act0 = net.output if net.n_layers == 1 else net.hidden
-    if hidden_split_fits(net, rule, net.b_off[net.n_layers - 1] + k):
+    if buf.grad != NULL and hidden_split_fits(net, rule, net.b_off[net.n_layers - 1] + k):
         return run_samples_hidden(net, theta, data, buf, rule, team, prog)
     while start < stop:
         kb = min(block, stop - start)
