@@ -2,7 +2,7 @@
 whether the machine had a second core free at that moment.
 
     python bench/paired.py [--workloads W3,W5] [--dtypes float32,float64] [--pairs 25]
-                           [--tuner]
+                           [--rows N] [--tuner]
 
 On a shared machine the 2-thread speed-up of an engine is only defined for the moments
 when a second core is free. Each pair runs one epoch on 1 thread and one on 2 threads (the
@@ -11,7 +11,9 @@ team forced: tuner off, unless --tuner), in alternating order, and brackets them
 single-threaded product of the workload's first layer, against one thread running both: ~2
 with a free second core, ~1 without). The report gives the median 2t / 1t over all pairs and
 over the pairs whose two probes both reached --free (default 1.6), with the load average
-and CPU pressure before and after. BLAS is held at one thread, as during a fit.
+and CPU pressure before and after. BLAS is held at one thread, as during a fit. ``--rows``
+trains each epoch on the first N rows only (in a new random order each time): shorter epochs,
+so that more pairs fall inside the moments a core is free.
 """
 
 import argparse
@@ -34,6 +36,7 @@ def main(argv=None):
     p.add_argument("--dtypes", default="float32,float64")
     p.add_argument("--pairs", type=int, default=25)
     p.add_argument("--free", type=float, default=1.6)
+    p.add_argument("--rows", type=int, default=None, help="rows per epoch (default: N)")
     p.add_argument("--tuner", action="store_true", help="2 threads as shipped (tuner on)")
     args = p.parse_args(argv)
     from threadpoolctl import threadpool_limits
@@ -45,7 +48,7 @@ def main(argv=None):
         for name in args.workloads.split(","):
             w, batch = CASES[name]
             sizes = C.sizes_of(w)
-            n = C.WORKLOADS[w]["N"]
+            n = args.rows or C.WORKLOADS[w]["N"]
             for dtype in args.dtypes.split(","):
                 X, _, Y = C.make_data(w, n, dtype)
                 Ws, bs = C.make_init(sizes, dtype)
@@ -99,9 +102,10 @@ def main(argv=None):
 
 def report(rows, args):
     what = "as shipped (tuner on)" if args.tuner else "team forced (tuner off)"
+    of_rows = f" of {args.rows} rows" if args.rows else ""
     lines = [f"Machine: {C_machine()}. BLAS: SciPy's OpenBLAS at 1 thread inside the engine. "
              f"{args.pairs} pairs of epochs (1 thread, 2 threads {what}) per row, ms per "
-             f"epoch; a pair counts as 'free' when the GEMM 2-streams/1 probes before and "
+             f"epoch{of_rows}; a pair counts as 'free' when the GEMM 2-streams/1 probes before and "
              f"after it both reached {args.free}.", "",
              "| workload | dtype | 1 thread | 2 threads | 2t / 1t (median of pair ratios) | "
              "free pairs | 1 thread, free | 2 threads, free | 2t / 1t, free | "

@@ -89,6 +89,10 @@ TUNER_MARGIN_VALUE = 0.85  # TUNER_MARGIN in _network.pxd
 # split would cost more than the work).
 SPLIT_MIN_WEIGHTS = 4096
 cdef double _min_macs = PARALLEL_MIN_MACS
+# A split per-sample block past this times one thread's measured time is finished on one
+# thread (as the tuner's TUNER_GIVE_UP); a test hook lowers it.
+HIDDEN_BAIL = 3.0
+cdef double _hidden_bail = HIDDEN_BAIL
 cdef Py_ssize_t _split_min_weights = SPLIT_MIN_WEIGHTS
 # Whether the engine was built with OpenMP; without it every pass runs on one thread.
 OPENMP = bool(have_openmp())
@@ -367,6 +371,13 @@ def _set_parallel_limits(min_macs=PARALLEL_MIN_MACS, split_min_weights=SPLIT_MIN
     _split_min_weights = split_min_weights
 
 
+def _set_hidden_bail(double factor=HIDDEN_BAIL):
+    """Test hook: split per-sample blocks are called off past factor times one thread's
+    measured time (0: at their first sample; negative: never)."""
+    global _hidden_bail
+    _hidden_bail = factor
+
+
 def _tuner_state(Workspace workspace not None):
     """Diagnostics: the workspace's tuner (seconds per row of each option, passes, choice)."""
     cdef Tuner* tu = &workspace.tuner
@@ -384,6 +395,7 @@ cdef Team _team(floating dummy, Py_ssize_t rows, Workspace workspace=None):
     team.align = 12 if floating is float else 8
     team.min_macs = _min_macs
     team.split_min_weights = _split_min_weights
+    team.bail_factor = _hidden_bail
     team.blas_seen = NULL
     if _record_blas:
         for p in range(team.n_threads):

@@ -111,6 +111,8 @@ cdef struct Team:
     Py_ssize_t split_min_weights  # a W_l this small has its gradient formed by one thread
     int* blas_seen      # n_threads entries: BLAS threads seen inside the region, or NULL
     Tuner* tuner        # NULL: always split passes that are large enough
+    double bail_factor  # a split per-sample block past this times one thread's measured
+                        # time is finished on one thread (run_samples_hidden)
 
 
 cdef inline void note_blas_threads(const Team* team, int p) noexcept nogil:

@@ -1,6 +1,9 @@
 # Per-sample training (batch size 1): plain loops that touch every weight once per pass,
 # and the exact blocked form of per-sample SGD that runs a large first layer at level-3 BLAS
-# speed.
+# speed. On several threads the blocked form is split by hidden units when the network has
+# one hidden layer and no L2 (run_samples_hidden: one barrier per sample), and otherwise only
+# its block products are split (by samples, and by rows of W_1); the samples of a block run
+# in order either way, and the weights do not depend on the thread count.
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport isfinite
@@ -265,6 +268,8 @@ cdef struct HiddenSplit:
     int status              # DONE or DIVERGED (written by thread 0)
     Py_ssize_t done         # samples applied (written by thread 0)
     UpdateCoefficients step # plain SGD's (constant over the epoch)
+    double deadline         # now_seconds() past which a split block is called off (0: never)
+    int bail[2]             # thread 0's call, by barrier parity
 
 
 cdef inline bint hidden_split_fits(const Net* net, const UpdateRule* rule,
@@ -347,6 +352,8 @@ cdef inline void hidden_block(const Net* net, floating* theta, const Data* data,
     cdef double loss
     cdef int phase = 0
     cdef bint noop_zero = True   # alpha = 0 here: a zero-weight sample makes no step
+    cdef bint sync = nt > 1, bailed
+    cdef Py_ssize_t t_from = 0
     cdef unsigned int fpenv = get_fpenv()
     restore_fpenv(hs.fpenv)
     if nt > 1:
@@ -371,79 +378,101 @@ cdef inline void hidden_block(const Net* net, floating* theta, const Data* data,
     if p == nt - 1:
         gram_lower(kb, d, xb, d, gb, kb)
     team_barrier()
-    for t in range(kb):
-        row = order[start + t] if order != NULL else start + t
-        w = sw[row] if sw != NULL else 1
-        u = ub + t * m
-        if w == 0 and noop_zero:  # no step (see run_samples); every thread skips it
+    while True:
+        bailed = False
+        for t in range(t_from, kb):
+            row = order[start + t] if order != NULL else start + t
+            w = sw[row] if sw != NULL else 1
+            u = ub + t * m
+            if w == 0 and noop_zero:  # no step (see run_samples); every thread skips it
+                for j in range(c0, c1):
+                    u[j] = 0
+                if p == 0 and not prog.by_weight:
+                    prog.weight_sum += 1
+                    prog.updates += 1
+                continue
+            n_t = w if prog.by_weight else 1
+            dw = 1 if prog.by_weight else w
             for j in range(c0, c1):
-                u[j] = 0
-            if p == 0 and not prog.by_weight:
+                u[j] = zb[j * kb + t]
+            for i in range(t):
+                coef = -lr * gb[t * kb + i]
+                if coef != 0:
+                    for j in range(c0, c1):
+                        u[j] = u[j] + coef * ub[i * m + j]
+            for j in range(c0, c1):
+                z[j] = u[j] + b0[j]
+            activate(z + c0, mc, net.hidden)
+            pp = part + (phase & 1) * n_chunks * kp
+            for c in range(q0, q1):
+                j0 = c * HIDDEN_CHUNK
+                if c == 0:  # chunk 0 starts from b_2: one chunk is sample_forward's sum exactly
+                    memcpy(pp, b1, k * sizeof(floating))
+                else:
+                    for i in range(k):
+                        pp[c * kp + i] = 0
+                add_rows(pp + c * kp, W1 + j0 * k, z + j0, min(m, j0 + HIDDEN_CHUNK) - j0, k)
+            if sync:
+                # Thread 0 calls the block off past its deadline; the flag alternates like
+                # the partials, and every thread reads it after the same barrier.
+                if p == 0 and hs.deadline > 0 and now_seconds() > hs.deadline:
+                    hs.bail[phase & 1] = 1
+                team_barrier()
+                bailed = hs.bail[phase & 1] != 0
+            phase += 1
+            memcpy(out, pp, k * sizeof(floating))
+            for c in range(1, n_chunks):
+                for i in range(k):
+                    out[i] = out[i] + pp[c * kp + i]
+            activate(out, k, net.output)
+            loss = 0
+            if w != 0:
+                loss = w * sample_loss(out, Y + row * k, k, net.output, net.loss, prog.eps)
+            loss = loss / n_t
+            if not isfinite(loss):  # every thread sees the same loss and stops here
+                done = t
+                if p == 0:
+                    hs.status = DIVERGED
+                bailed = False
+                break
+            sample_delta(dk, out, Y + row * k, k, net.output, net.loss, dw)
+            if p == 0:
+                update_row(b1, dk, 1, 0, NULL, NULL, k, &hs.step)
+            for j in range(c0, c1):
+                wr = W1 + j * k
+                dot = 0
+                for i in range(k):
+                    dot = dot + wr[i] * dk[i]
+                d0[j] = dot * derivative(z[j], net.hidden)
+                update_row(wr, dk, z[j], 0, NULL, NULL, k, &hs.step)
+            for j in range(c0, c1):
+                b0[j] = b0[j] - lr * d0[j]
+                u[j] = d0[j]        # no L2 decay: u_t is delta_t itself
+            if p == 0:
+                prog.loss_sum += loss
                 prog.weight_sum += 1
                 prog.updates += 1
-            continue
-        n_t = w if prog.by_weight else 1
-        dw = 1 if prog.by_weight else w
-        for j in range(c0, c1):
-            u[j] = zb[j * kb + t]
-        for i in range(t):
-            coef = -lr * gb[t * kb + i]
-            if coef != 0:
-                for j in range(c0, c1):
-                    u[j] = u[j] + coef * ub[i * m + j]
-        for j in range(c0, c1):
-            z[j] = u[j] + b0[j]
-        activate(z + c0, mc, net.hidden)
-        pp = part + (phase & 1) * n_chunks * kp
-        for c in range(q0, q1):
-            j0 = c * HIDDEN_CHUNK
-            if c == 0:  # chunk 0 starts from b_2: one chunk is sample_forward's sum exactly
-                memcpy(pp, b1, k * sizeof(floating))
-            else:
-                for i in range(k):
-                    pp[c * kp + i] = 0
-            add_rows(pp + c * kp, W1 + j0 * k, z + j0, min(m, j0 + HIDDEN_CHUNK) - j0, k)
-        team_barrier()
-        phase += 1
-        memcpy(out, pp, k * sizeof(floating))
-        for c in range(1, n_chunks):
-            for i in range(k):
-                out[i] = out[i] + pp[c * kp + i]
-        activate(out, k, net.output)
-        loss = 0
-        if w != 0:
-            loss = w * sample_loss(out, Y + row * k, k, net.output, net.loss, prog.eps)
-        loss = loss / n_t
-        if not isfinite(loss):  # every thread sees the same loss and stops here
-            done = t
-            if p == 0:
-                hs.status = DIVERGED
+            if bailed:
+                t_from = t + 1
+                break
+        if not bailed:
             break
-        sample_delta(dk, out, Y + row * k, k, net.output, net.loss, dw)
-        if p == 0:
-            update_row(b1, dk, 1, 0, NULL, NULL, k, &hs.step)
-        for j in range(c0, c1):
-            wr = W1 + j * k
-            dot = 0
-            for i in range(k):
-                dot = dot + wr[i] * dk[i]
-            d0[j] = dot * derivative(z[j], net.hidden)
-            update_row(wr, dk, z[j], 0, NULL, NULL, k, &hs.step)
-        for j in range(c0, c1):
-            b0[j] = b0[j] - lr * d0[j]
-            u[j] = d0[j]        # no L2 decay: u_t is delta_t itself
-        if p == 0:
-            prog.loss_sum += loss
-            prog.weight_sum += 1
-            prog.updates += 1
+        # Called off (another process holds a core: every barrier waits for a descheduled
+        # thread): once every thread has finished sample t_from - 1, thread 0 runs the rest
+        # of the block alone, on every hidden unit, with the same arithmetic.
+        team_barrier()
+        if p != 0:
+            break
+        q0, q1, c0, c1, mc = 0, n_chunks, 0, m, m
+        sync = False
+    if p == 0:
+        hs.done = done
     # W_1 <- W_1(0) - lr X_blk^T U once every U row is complete, split by W_1's rows (rows
     # of the product again: as the unsplit gemm computes them).
     team_barrier()
     split_range(d, nt, team.align, p, &r0, &r1)
-    if r1 > r0 and done > 0:
-        gemm(True, False, r1 - r0, m, done, -lr, xb + r0, d, ub, m, 1, W0 + r0 * m, m)
-    if p == 0:
-        hs.done = done
+    if r1 > r0 and hs.done > 0:
+        gemm(True, False, r1 - r0, m, hs.done, -lr, xb + r0, d, ub, m, 1, W0 + r0 * m, m)
     restore_fpenv(fpenv)
 
 
@@ -481,6 +510,14 @@ cdef inline int run_samples_hidden(const Net* net, floating* theta, const Data* 
         threads = tuner_pick(team.tuner, usable)
         if usable > 1:
             t0 = now_seconds()
+        # A split block taking team.bail_factor times one thread's measured time is called
+        # off and finished on one thread (see hidden_block): on a busy machine the tuner's tries
+        # of the team then cost a few blocks' time instead of dozens.
+        hs.deadline = 0
+        hs.bail[0] = 0
+        hs.bail[1] = 0
+        if threads > 1 and team.tuner != NULL and team.tuner.rate[0] > 0 and team.bail_factor >= 0:
+            hs.deadline = t0 + team.bail_factor * team.tuner.rate[0] * hs.kb
         if threads > 1:
             with parallel(num_threads=threads):
                 hidden_block(net, theta, data, buf, team, lr, prog, &hs, threadid(),

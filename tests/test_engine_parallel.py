@@ -453,6 +453,28 @@ def test_hidden_split_stops_on_divergence_where_one_thread_does(parallel):
     assert np.array_equal(theta2, theta1) and np.isfinite(theta1).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_hidden_split_blocks_called_off_finish_on_one_thread_identically(dtype):
+    """With the tuner on, a split block past _set_hidden_bail's factor times one thread's
+    measured time is finished by thread 0 alone (factor 0: from its first sample on). The
+    tuner's team passes then all end that way, and the weights are still one thread's."""
+    sizes, n = (200, 100, 5), 12 * _engine.GRAM_BLOCK + 5
+    _engine._set_parallel_limits(min_macs=1, split_min_weights=1)
+    _engine._set_hidden_bail(0.0)
+    _engine._record_region_blas_threads(True)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            theta1, results1, _ = train(1, sizes, n, 1, dtype, sw=True, epochs=3)
+            theta2, results2, ran = train(2, sizes, n, 1, dtype, sw=True, epochs=3)
+    finally:
+        _engine._set_hidden_bail()
+        _engine._set_parallel_limits()
+        _engine._record_region_blas_threads(False)
+    assert 2 in ran  # the team ran (the tuner's first team passes)
+    assert np.array_equal(theta2, theta1)
+    assert results2 == results1
+
+
 def test_w3_per_sample_runs_split_by_hidden_units_with_single_threaded_blas():
     """The W3 network (784-128-10) with the engine's own limits, tuner off: every block on
     two threads, BLAS at one thread inside them, the weights those of one thread."""
