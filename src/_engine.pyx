@@ -25,7 +25,7 @@ from _network cimport (Net, Data, Buffers, Progress, Team, Tuner, DONE, DIVERGED
                        l2_penalty, split_range, flush_subnormals, restore_fpenv, get_fpenv,
                        tuner_reset, blas_get_threads, note_blas_threads)
 from _batch cimport add_weight_decay, forward_pass, pass_gradient, pass_threads, run_batches
-from _per_sample cimport run_samples, run_samples_blocked
+from _per_sample cimport run_samples, run_samples_blocked, HIDDEN_CHUNK as _HIDDEN_CHUNK
 from _sparse cimport (ScaledFirstLayer, LazyRows, sparse_chunk_gradient, sparse_forward,
                       sparse_first_layer, sparse_pass_threads, fold_scale, lazy_reset,
                       catch_up_all, run_sparse_batches)
@@ -69,6 +69,9 @@ CHUNK_ROWS = 4096
 # cache, where plain loops win.
 GRAM_BLOCK = 32
 GRAM_MIN_WEIGHTS = 16384
+# With one hidden layer and no L2 it is split by hidden units, in chunks of this many
+# (run_samples_hidden in _per_sample.pxd): at most ceil(M_1 / HIDDEN_CHUNK) threads.
+HIDDEN_CHUNK = _HIDDEN_CHUNK
 # Samples processed between two checks for Ctrl-C (each check takes the GIL briefly).
 SIGNAL_CHECK_SAMPLES = 4096
 
@@ -86,6 +89,10 @@ TUNER_MARGIN_VALUE = 0.85  # TUNER_MARGIN in _network.pxd
 # split would cost more than the work).
 SPLIT_MIN_WEIGHTS = 4096
 cdef double _min_macs = PARALLEL_MIN_MACS
+# A split per-sample block past this times one thread's measured time is finished on one
+# thread (as the tuner's TUNER_GIVE_UP); a test hook lowers it.
+HIDDEN_BAIL = 3.0
+cdef double _hidden_bail = HIDDEN_BAIL
 cdef Py_ssize_t _split_min_weights = SPLIT_MIN_WEIGHTS
 # Whether the engine was built with OpenMP; without it every pass runs on one thread.
 OPENMP = bool(have_openmp())
@@ -364,6 +371,13 @@ def _set_parallel_limits(min_macs=PARALLEL_MIN_MACS, split_min_weights=SPLIT_MIN
     _split_min_weights = split_min_weights
 
 
+def _set_hidden_bail(double factor=HIDDEN_BAIL):
+    """Test hook: split per-sample blocks are called off past factor times one thread's
+    measured time (0: at their first sample; negative: never)."""
+    global _hidden_bail
+    _hidden_bail = factor
+
+
 def _tuner_state(Workspace workspace not None):
     """Diagnostics: the workspace's tuner (seconds per row of each option, passes, choice)."""
     cdef Tuner* tu = &workspace.tuner
@@ -381,6 +395,7 @@ cdef Team _team(floating dummy, Py_ssize_t rows, Workspace workspace=None):
     team.align = 12 if floating is float else 8
     team.min_macs = _min_macs
     team.split_min_weights = _split_min_weights
+    team.bail_factor = _hidden_bail
     team.blas_seen = NULL
     if _record_blas:
         for p in range(team.n_threads):

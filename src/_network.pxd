@@ -111,6 +111,8 @@ cdef struct Team:
     Py_ssize_t split_min_weights  # a W_l this small has its gradient formed by one thread
     int* blas_seen      # n_threads entries: BLAS threads seen inside the region, or NULL
     Tuner* tuner        # NULL: always split passes that are large enough
+    double bail_factor  # a split per-sample block past this times one thread's measured
+                        # time is finished on one thread (run_samples_hidden)
 
 
 cdef inline void note_blas_threads(const Team* team, int p) noexcept nogil:
@@ -121,13 +123,14 @@ cdef inline void note_blas_threads(const Team* team, int p) noexcept nogil:
 
 # Tuner constants. The first TUNER_WARMUP passes with each option are not measured (thread
 # start-up, cold caches), the next TUNER_FIRST are, and the fastest of them is the option's
-# first rate (so that one pass descheduled at the start does not condemn an option). Then the option not chosen is tried for
-# TUNER_BURST passes (the first of them, which wakes sleeping threads, not measured) at
-# intervals chosen so that the tries cost at most 1/TUNER_OVERHEAD_INV of the time: a try
-# costs BURST (ratio - 1) passes' worth more than the chosen option, ratio being the measured
-# slowdown of the other option, so the interval is TUNER_OVERHEAD_INV BURST (ratio - 1) passes
-# (at least TUNER_MIN_INTERVAL). When a core is taken by another process, a pass on two
-# threads can take 10-50x one thread's time: then it is tried only every few thousand passes.
+# first rate (so that one pass descheduled at the start does not condemn an option). Then the
+# option not chosen is tried for TUNER_BURST passes (the first of them, which wakes sleeping
+# threads, not measured; the mean of the others replaces its rate) at intervals chosen so
+# that the tries cost at most 1/TUNER_OVERHEAD_INV of the time: a try costs BURST (ratio - 1)
+# passes' worth more than the chosen option, ratio being the measured slowdown of the other
+# option, so the interval is TUNER_OVERHEAD_INV BURST (ratio - 1) passes (at least
+# TUNER_MIN_INTERVAL). When a core is taken by another process, a pass on two threads can
+# take 10-50x one thread's time: then it is tried only every few thousand passes.
 DEF TUNER_WARMUP = 1
 DEF TUNER_FIRST = 3
 DEF TUNER_BURST = 3
@@ -185,6 +188,7 @@ cdef inline void tuner_record(Tuner* tu, int threads, int usable, double seconds
     cdef int k = 1 if threads > 1 else 0
     cdef bint trying = False
     cdef double r, ratio
+    cdef int i
     if tu == NULL or usable <= 1 or rows <= 0:
         return
     r = seconds / rows
@@ -201,6 +205,13 @@ cdef inline void tuner_record(Tuner* tu, int threads, int usable, double seconds
         trying = True
     if tu.rate[k] == 0:
         tu.rate[k] = r
+    elif trying:
+        # A try replaces the option's rate by the mean of the try's own passes: its old rate
+        # is stale (measured at least TUNER_MIN_INTERVAL passes ago, perhaps while another
+        # process held a core), and blending it in would take several tries, each hundreds
+        # of passes apart, to notice that the option has become the faster one.
+        i = TUNER_BURST - 1 - tu.burst     # measured passes of this try, this one included
+        tu.rate[k] = r if i == 1 else tu.rate[k] + (r - tu.rate[k]) / i
     elif tu.count[k] <= TUNER_WARMUP + TUNER_FIRST:
         tu.rate[k] = min(tu.rate[k], r)
     else:

@@ -1,8 +1,11 @@
 # Per-sample training (batch size 1): plain loops that touch every weight once per pass,
 # and the exact blocked form of per-sample SGD that runs a large first layer at level-3 BLAS
-# speed.
+# speed. On several threads the blocked form is split by hidden units when the network has
+# one hidden layer and no L2 (run_samples_hidden: one barrier per sample), and otherwise only
+# its block products are split (by samples, and by rows of W_1); the samples of a block run
+# in order either way, and the weights do not depend on the thread count.
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport isfinite
 from libc.string cimport memcpy
 
@@ -14,6 +17,35 @@ from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, gathe
                        l2_penalty, split_range, get_fpenv, restore_fpenv, tuner_pick,
                        tuner_record, now_seconds, note_blas_threads)
 
+
+cdef extern from *:
+    # An OpenMP barrier callable from a function run by every thread of a `parallel` block
+    # (an orphaned directive binds to the innermost enclosing region; outside any region it
+    # is a no-op), and the size of the team actually running.
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static inline void mlpcore_team_barrier(void) {
+    #pragma omp barrier
+    }
+    static inline int mlpcore_team_size(void) { return omp_get_num_threads(); }
+    #else
+    static inline void mlpcore_team_barrier(void) {}
+    static inline int mlpcore_team_size(void) { return 1; }
+    #endif
+    """
+    void team_barrier "mlpcore_team_barrier" () nogil
+    int team_size "mlpcore_team_size" () nogil
+
+
+# Hidden-unit split of blocked per-sample SGD (run_samples_hidden): the hidden units are cut
+# into chunks of HIDDEN_CHUNK columns, a partition that does not depend on the thread count.
+# A multiple of the gemm micro-kernels' widths along that dimension (OpenBLAS Haswell/Zen:
+# 16 for sgemm, 4-8 for dgemm), so every column block of a product is computed exactly as the
+# unsplit product computes it (tests/test_engine_parallel.py checks it).
+cdef enum:
+    HIDDEN_CHUNK = 16
+    HIDDEN_PAD = 16     # per-chunk and per-thread vectors of K start at multiples of this
 
 cdef inline void add_rows(floating* z, const floating* W, const floating* a, Py_ssize_t fan_in,
                           Py_ssize_t fan_out) noexcept nogil:
@@ -225,6 +257,283 @@ cdef inline int block_threads(const Team* team, Py_ssize_t kb, Py_ssize_t d,
     return t
 
 
+cdef struct HiddenSplit:
+    # One block of run_samples_hidden, as its threads share it.
+    Py_ssize_t start        # position (in the visiting order) of the block's first sample
+    Py_ssize_t kb           # samples in the block
+    Py_ssize_t n_chunks     # ceil(M_1 / HIDDEN_CHUNK)
+    Py_ssize_t kpad         # K rounded up to HIDDEN_PAD
+    void* scratch           # 2 n_chunks kpad partial outputs, then 2 kpad per thread
+    unsigned int fpenv      # the calling thread's floating-point mode
+    int status              # DONE or DIVERGED (written by thread 0)
+    Py_ssize_t done         # samples applied (written by thread 0)
+    UpdateCoefficients step # plain SGD's (constant over the epoch)
+    double deadline         # now_seconds() past which a split block is called off (0: never)
+    int bail[2]             # thread 0's call, by barrier parity
+
+
+cdef inline bint hidden_split_fits(const Net* net, const UpdateRule* rule,
+                                   Py_ssize_t scratch_len) noexcept nogil:
+    """Whether run_samples_hidden applies: one hidden layer, no L2 (the decay factors of
+    run_samples_blocked are 1), and its scratch fits in ``scratch_len`` entries. Decided by
+    the network alone, never by the thread count, so that 1 and T threads run the same
+    arithmetic."""
+    cdef Py_ssize_t chunks, kpad
+    if net.n_layers != 2 or rule.alpha != 0:
+        return False
+    chunks = (net.sizes[1] + HIDDEN_CHUNK - 1) // HIDDEN_CHUNK
+    kpad = ((net.sizes[2] + HIDDEN_PAD - 1) // HIDDEN_PAD) * HIDDEN_PAD
+    return 4 * chunks * kpad <= scratch_len
+
+
+cdef inline int hidden_threads(const Team* team, Py_ssize_t kb, Py_ssize_t d,
+                               Py_ssize_t m) noexcept nogil:
+    """Threads worth splitting a block's hidden units among: each must get a chunk and
+    team.min_macs of the block's 3 kb d m multiply-adds."""
+    cdef int t = <int> min(<Py_ssize_t> team.n_threads, (m + HIDDEN_CHUNK - 1) // HIDDEN_CHUNK)
+    cdef double macs = 3.0 * kb * d * m
+    while t > 1 and macs < t * team.min_macs:
+        t -= 1
+    return max(t, 1)
+
+
+cdef inline void hidden_block(const Net* net, floating* theta, const Data* data,
+                              const Buffers* buf, const Team* team, floating lr,
+                              Progress* prog, HiddenSplit* hs, int p,
+                              int nt) noexcept nogil:
+    """Thread p of nt: its share of one block of run_samples_hidden.
+
+    Thread p owns the hidden chunks [q0, q1), i.e. hidden units [c0, c1) (columns of W_1,
+    b_1, U and rows of W_2); thread 0 also owns b_2 and the epoch's sums. The block runs as
+
+        gather X_blk (rows split)                                        -- barrier --
+        Z^T = W_1(0)^T X_blk^T (hidden units split), G = X_blk X_blk^T   -- barrier --
+        per sample t, on the own hidden units j:
+            u_tj = (x_t W_1(t))_j = Z[t, j] - lr sum_{i<t} G[t, i] u_ij,  a_tj = g(u_tj + b_1j)
+            P_c = [c = 0] b_2 + sum_{j in chunk c} a_tj W_2[j, :]   (own chunks)  -- barrier --
+            a2 = g_out(P_0 + P_1 + ... + P_{C-1})   (every thread, in chunk order)
+            delta2 = dl/dz2,  delta1_j = <W_2[j, :], delta2> g'(a_tj),
+            W_2[j, :] -= lr a_tj delta2,  b_1j -= lr delta1_j,  u_tj <- delta1_j
+                                                                         -- barrier --
+        W_1 <- W_1(0) - lr X_blk^T U (rows of W_1 split)
+
+    with no L2, so every decay factor of run_samples_blocked is 1. One barrier per sample:
+    the partial sums P alternate between two buffers, so a thread running ahead never
+    overwrites partials another one is still adding. Every thread computes a2 and delta2
+    itself, identically. Product splits start at multiples of team.align (rows of the
+    products: computed as the unsplit gemm computes them) and the chunks do not depend on nt,
+    so every value is what one thread computes: the weights are bit-identical for any thread
+    count.
+    """
+    cdef Py_ssize_t d = net.sizes[0], m = net.sizes[1], k = net.sizes[2]
+    cdef Py_ssize_t kb = hs.kb, start = hs.start, n_chunks = hs.n_chunks, kp = hs.kpad
+    cdef Py_ssize_t q0, q1, r0, r1, c0, c1, mc, t, i, j, c, j0, row, done = kb
+    cdef const floating* X = <const floating*> data.X
+    cdef const floating* Y = <const floating*> data.Y
+    cdef const floating* sw = <const floating*> data.sw
+    cdef const Py_ssize_t* order = data.order
+    cdef floating* xb = <floating*> buf.x_buf
+    cdef floating* zb = <floating*> buf.gram_z
+    cdef floating* gb = <floating*> buf.gram_g
+    cdef floating* ub = <floating*> buf.gram_u
+    cdef floating* z = (<floating**> buf.acts)[0]
+    cdef floating* d0 = (<floating**> buf.deltas)[0]
+    cdef floating* W0 = theta + net.w_off[0]
+    cdef floating* b0 = theta + net.b_off[0]
+    cdef floating* W1 = theta + net.w_off[1]
+    cdef floating* b1 = theta + net.b_off[1]
+    cdef floating* part = <floating*> hs.scratch
+    cdef floating* out = part + 2 * n_chunks * kp + 2 * p * kp
+    cdef floating* dk = out + kp
+    cdef floating* pp
+    cdef floating* u
+    cdef floating* wr
+    cdef floating w, n_t, dw, coef, dot
+    cdef double loss
+    cdef int phase = 0
+    cdef bint noop_zero = True   # alpha = 0 here: a zero-weight sample makes no step
+    cdef bint sync = nt > 1, bailed
+    cdef Py_ssize_t t_from = 0
+    cdef unsigned int fpenv = get_fpenv()
+    restore_fpenv(hs.fpenv)
+    if nt > 1:
+        note_blas_threads(team, p)
+    split_range(n_chunks, nt, 1, p, &q0, &q1)
+    c0 = min(m, q0 * HIDDEN_CHUNK)
+    c1 = min(m, q1 * HIDDEN_CHUNK)
+    mc = c1 - c0
+    split_range(kb, nt, 1, p, &r0, &r1)
+    if r1 > r0:
+        if order == NULL:
+            memcpy(xb + r0 * d, X + (start + r0) * d, (r1 - r0) * d * sizeof(floating))
+        else:
+            gather_rows(xb + r0 * d, X, order + start + r0, r1 - r0, d)
+    team_barrier()
+    # Z^T = W_1(0)^T X_blk^T (M_1 x kb), its rows (hidden units) split at multiples of
+    # team.align: the rows of a product are what the unsplit product computes (its columns
+    # are not, in OpenBLAS's sgemm), so Z is formed transposed.
+    split_range(m, nt, team.align, p, &r0, &r1)
+    if r1 > r0:
+        gemm(True, True, r1 - r0, kb, d, 1, W0 + r0, m, xb, d, 0, zb + r0 * kb, kb)
+    if p == nt - 1:
+        gram_lower(kb, d, xb, d, gb, kb)
+    team_barrier()
+    while True:
+        bailed = False
+        for t in range(t_from, kb):
+            row = order[start + t] if order != NULL else start + t
+            w = sw[row] if sw != NULL else 1
+            u = ub + t * m
+            if w == 0 and noop_zero:  # no step (see run_samples); every thread skips it
+                for j in range(c0, c1):
+                    u[j] = 0
+                if p == 0 and not prog.by_weight:
+                    prog.weight_sum += 1
+                    prog.updates += 1
+                continue
+            n_t = w if prog.by_weight else 1
+            dw = 1 if prog.by_weight else w
+            for j in range(c0, c1):
+                u[j] = zb[j * kb + t]
+            for i in range(t):
+                coef = -lr * gb[t * kb + i]
+                if coef != 0:
+                    for j in range(c0, c1):
+                        u[j] = u[j] + coef * ub[i * m + j]
+            for j in range(c0, c1):
+                z[j] = u[j] + b0[j]
+            activate(z + c0, mc, net.hidden)
+            pp = part + (phase & 1) * n_chunks * kp
+            for c in range(q0, q1):
+                j0 = c * HIDDEN_CHUNK
+                if c == 0:  # chunk 0 starts from b_2: one chunk is sample_forward's sum exactly
+                    memcpy(pp, b1, k * sizeof(floating))
+                else:
+                    for i in range(k):
+                        pp[c * kp + i] = 0
+                add_rows(pp + c * kp, W1 + j0 * k, z + j0, min(m, j0 + HIDDEN_CHUNK) - j0, k)
+            if sync:
+                # Thread 0 calls the block off past its deadline; the flag alternates like
+                # the partials, and every thread reads it after the same barrier.
+                if p == 0 and hs.deadline > 0 and now_seconds() > hs.deadline:
+                    hs.bail[phase & 1] = 1
+                team_barrier()
+                bailed = hs.bail[phase & 1] != 0
+            phase += 1
+            memcpy(out, pp, k * sizeof(floating))
+            for c in range(1, n_chunks):
+                for i in range(k):
+                    out[i] = out[i] + pp[c * kp + i]
+            activate(out, k, net.output)
+            loss = 0
+            if w != 0:
+                loss = w * sample_loss(out, Y + row * k, k, net.output, net.loss, prog.eps)
+            loss = loss / n_t
+            if not isfinite(loss):  # every thread sees the same loss and stops here
+                done = t
+                if p == 0:
+                    hs.status = DIVERGED
+                bailed = False
+                break
+            sample_delta(dk, out, Y + row * k, k, net.output, net.loss, dw)
+            if p == 0:
+                update_row(b1, dk, 1, 0, NULL, NULL, k, &hs.step)
+            for j in range(c0, c1):
+                wr = W1 + j * k
+                dot = 0
+                for i in range(k):
+                    dot = dot + wr[i] * dk[i]
+                d0[j] = dot * derivative(z[j], net.hidden)
+                update_row(wr, dk, z[j], 0, NULL, NULL, k, &hs.step)
+            for j in range(c0, c1):
+                b0[j] = b0[j] - lr * d0[j]
+                u[j] = d0[j]        # no L2 decay: u_t is delta_t itself
+            if p == 0:
+                prog.loss_sum += loss
+                prog.weight_sum += 1
+                prog.updates += 1
+            if bailed:
+                t_from = t + 1
+                break
+        if not bailed:
+            break
+        # Called off (another process holds a core: every barrier waits for a descheduled
+        # thread): once every thread has finished sample t_from - 1, thread 0 runs the rest
+        # of the block alone, on every hidden unit, with the same arithmetic.
+        team_barrier()
+        if p != 0:
+            break
+        q0, q1, c0, c1, mc = 0, n_chunks, 0, m, m
+        sync = False
+    if p == 0:
+        hs.done = done
+    # W_1 <- W_1(0) - lr X_blk^T U once every U row is complete, split by W_1's rows (rows
+    # of the product again: as the unsplit gemm computes them).
+    team_barrier()
+    split_range(d, nt, team.align, p, &r0, &r1)
+    if r1 > r0 and hs.done > 0:
+        gemm(True, False, r1 - r0, m, hs.done, -lr, xb + r0, d, ub, m, 1, W0 + r0 * m, m)
+    restore_fpenv(fpenv)
+
+
+cdef inline int run_samples_hidden(const Net* net, floating* theta, const Data* data,
+                                   const Buffers* buf, UpdateRule* rule, const Team* team,
+                                   Progress* prog) noexcept nogil:
+    """run_samples_blocked for one hidden layer without L2, split by hidden units.
+
+    The same blocked form (see run_samples_blocked; all decay factors are 1, so
+    W_1(t) = W_1(0) - lr sum_{i<t} x_i^T delta_i and u_i = delta_i), with the block's work
+    cut by hidden units among the threads of one parallel region per block (hidden_block):
+    one synchronisation per sample. The output layer's pre-activation is summed over fixed
+    chunks of HIDDEN_CHUNK hidden units, P_0 + ... + P_{C-1} (P_0 includes b_2), on one
+    thread as on many, so the weights do not depend on the thread count. Each block runs on
+    one thread or on the team as the Tuner chooses (a barrier per sample makes a split block
+    wait for a descheduled thread dozens of times on a busy machine).
+    """
+    cdef Py_ssize_t d = net.sizes[0], m = net.sizes[1], k = net.sizes[2]
+    cdef Py_ssize_t start = prog.position, stop = min(prog.position + prog.budget, data.n)
+    cdef HiddenSplit hs
+    cdef int usable, threads
+    cdef double t0 = 0
+    cdef floating lr = <floating> rule.lr
+    hs.n_chunks = (m + HIDDEN_CHUNK - 1) // HIDDEN_CHUNK
+    hs.kpad = ((k + HIDDEN_PAD - 1) // HIDDEN_PAD) * HIDDEN_PAD
+    hs.scratch = buf.grad   # the batch gradient buffer, unused by per-sample training
+    hs.step = next_step(rule)   # SGD: no state to advance
+    while start < stop:
+        hs.kb = min(buf.gram_block, stop - start)
+        hs.start = start
+        hs.status = DONE
+        hs.done = hs.kb
+        hs.fpenv = get_fpenv()
+        usable = hidden_threads(team, hs.kb, d, m)
+        threads = tuner_pick(team.tuner, usable)
+        if usable > 1:
+            t0 = now_seconds()
+        # A split block taking team.bail_factor times one thread's measured time is called
+        # off and finished on one thread (see hidden_block): on a busy machine the tuner's tries
+        # of the team then cost a few blocks' time instead of dozens.
+        hs.deadline = 0
+        hs.bail[0] = 0
+        hs.bail[1] = 0
+        if threads > 1 and team.tuner != NULL and team.tuner.rate[0] > 0 and team.bail_factor >= 0:
+            hs.deadline = t0 + team.bail_factor * team.tuner.rate[0] * hs.kb
+        if threads > 1:
+            with parallel(num_threads=threads):
+                hidden_block(net, theta, data, buf, team, lr, prog, &hs, threadid(),
+                             team_size())
+        else:
+            hidden_block(net, theta, data, buf, team, lr, prog, &hs, 0, 1)
+        if usable > 1 and hs.status == DONE:
+            tuner_record(team.tuner, threads, usable, now_seconds() - t0, hs.kb)
+        if hs.status != DONE:
+            prog.position = start + hs.done
+            return hs.status
+        start += hs.kb
+    prog.position = stop
+    return DONE
+
+
 cdef inline int run_samples_blocked(const Net* net, floating* theta, const Data* data,
                                     const Buffers* buf, UpdateRule* rule, const Team* team,
                                     Progress* prog) noexcept nogil:
@@ -271,6 +580,8 @@ cdef inline int run_samples_blocked(const Net* net, floating* theta, const Data*
     cdef double loss, penalty = 0, q, dd
     cdef int status = DONE
     cdef int act0 = net.output if net.n_layers == 1 else net.hidden
+    if buf.grad != NULL and hidden_split_fits(net, rule, net.b_off[net.n_layers - 1] + k):
+        return run_samples_hidden(net, theta, data, buf, rule, team, prog)
     while start < stop:
         kb = min(block, stop - start)
         if order == NULL:

@@ -8,6 +8,9 @@ the tests say something about it. ``last_region_blas_threads`` reports which eng
 ran in the last parallel region, so each test also checks that the parallel path ran.
 """
 
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -122,6 +125,14 @@ CASES = [
 ]
 
 
+def blocked_threads(sizes, dtype, alpha):
+    """Most threads blocked per-sample SGD uses: split by hidden units (one hidden layer, no
+    L2: a chunk of HIDDEN_CHUNK units each), else by the block's samples (ROW_ALIGN each)."""
+    if len(sizes) == 3 and alpha == 0:
+        return -(-sizes[1] // _engine.HIDDEN_CHUNK)
+    return _engine.GRAM_BLOCK // _engine.ROW_ALIGN[np.dtype(dtype)]
+
+
 def test_blas_computes_each_row_of_a_product_independently_of_the_split():
     """What bit-identical weights across thread counts rest on: a product's rows, computed
     in blocks starting at multiples of ROW_ALIGN, equal the unsplit product's rows."""
@@ -148,8 +159,8 @@ def test_weights_are_bit_identical_for_any_thread_count(parallel, case, options)
     assert ran1 == {0}  # one thread: no parallel region
     for threads in (2, 3):
         theta, results, ran = train(threads, sizes, n, batch, dtype, rule, **options)
-        if batch == 1:  # a block of GRAM_BLOCK samples: each thread needs ROW_ALIGN of them
-            threads = min(threads, _engine.GRAM_BLOCK // _engine.ROW_ALIGN[np.dtype(dtype)])
+        if batch == 1:
+            threads = min(threads, blocked_threads(sizes, dtype, options.get("alpha", 0)))
         assert ran == {threads}, "the passes did not run on every thread"
         assert np.array_equal(theta, theta1), threads
         assert results == results1  # losses, weight sums, update counts, statuses
@@ -335,3 +346,217 @@ def test_sparse_minibatches_split_among_threads_give_identical_weights(parallel,
     for other in models[1:]:
         for a, b in zip(models[0].weights + models[0].biases, other.weights + other.biases):
             np.testing.assert_array_equal(a, b)
+
+
+# Blocked per-sample SGD split by hidden units (run_samples_hidden in src/_per_sample.pxd):
+# one hidden layer and no L2. Its products are split by their rows only: Z is formed
+# transposed (hidden units as rows) and W_1's update by W_1's rows, because in OpenBLAS's
+# sgemm a block of a product's columns is not computed as in the unsplit product.
+
+def test_blas_rows_of_the_hidden_split_products_do_not_depend_on_the_split():
+    """What the hidden split's bit-identity rests on, for its two products in the engine's
+    row-major terms: Z^T = W^T X^T (rows: hidden units) and W + a X^T U (rows: inputs),
+    computed in row blocks starting at multiples of ROW_ALIGN, equal the unsplit products."""
+    rng = np.random.default_rng(1)
+    with threadpool_limits(1, user_api="blas"):
+        for dtype, gemm in ((np.float32, blas.sgemm), (np.float64, blas.dgemm)):
+            align = _engine.ROW_ALIGN[np.dtype(dtype)]
+            kb, d, m = _engine.GRAM_BLOCK, 5 * align + 3, 7 * align + 5
+            X = rng.normal(size=(kb, d)).astype(dtype)
+            W = rng.normal(size=(d, m)).astype(dtype)
+            U = rng.normal(size=(kb, m)).astype(dtype)
+            # Row-major Z^T (m x kb) = W^T X^T is column-major Z = X W, split along Z's columns.
+            whole = gemm(1.0, X.T, W.T, trans_a=1, trans_b=1)
+            blocks = np.hstack([gemm(1.0, X.T, W.T[i:i + 2 * align], trans_a=1, trans_b=1)
+                                for i in range(0, m, 2 * align)])
+            assert np.array_equal(whole, blocks), dtype
+            # Row-major W (d x m) + a X^T U is column-major W^T + a U^T X, split along X's
+            # columns.
+            whole = gemm(-0.05, U.T, X.T, beta=1.0, c=np.asfortranarray(W.T), trans_b=1)
+            blocks = np.hstack([gemm(-0.05, U.T, X.T[i:i + 2 * align], beta=1.0,
+                                     c=np.asfortranarray(W.T[:, i:i + 2 * align]), trans_b=1)
+                                for i in range(0, d, 2 * align)])
+            assert np.array_equal(whole, blocks), dtype
+
+
+HIDDEN_CASES = [
+    # sizes, dtype, hidden activation, options: hidden units not a multiple of the chunk,
+    # relu (zero activations skipped), more outputs than a padded vector, a single chunk,
+    # sample weights (with zeros) under both rules, visiting rows in order.
+    ((200, 100, 5), np.float64, "sigmoid", {}),
+    ((200, 100, 5), np.float32, "relu", {}),
+    ((150, 120, 21), np.float32, "tanh", {"sw": True}),
+    ((150, 120, 21), np.float64, "sigmoid", {"sw": True, "normalize": "weights"}),
+    ((300, 64, 3), np.float64, "identity", {"shuffle": False}),
+    ((2000, 12, 4), np.float32, "sigmoid", {}),
+]
+
+
+@pytest.mark.parametrize("case", HIDDEN_CASES, ids=lambda c: f"{c}")
+def test_hidden_split_is_bit_identical_to_one_thread(parallel, case):
+    sizes, dtype, hidden, options = case
+    n = 3 * _engine.GRAM_BLOCK + 7  # a short last block
+    theta1, results1, ran1 = train(1, sizes, n, 1, dtype, hidden=hidden, **options)
+    assert ran1 == {0}
+    chunks = -(-sizes[1] // _engine.HIDDEN_CHUNK)
+    for threads in (2, 3):
+        theta, results, ran = train(threads, sizes, n, 1, dtype, hidden=hidden, **options)
+        want = min(threads, chunks)
+        assert ran == ({want} if want > 1 else {0})
+        assert np.array_equal(theta, theta1), threads
+        assert results == results1
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_hidden_split_matches_per_sample_sgd(parallel, dtype):
+    """Two threads against the NumPy reference of per-sample SGD (the blocked form equals it
+    up to floating-point reassociation)."""
+    sizes, n = (200, 100, 5), 2 * _engine.GRAM_BLOCK + 9
+    X, Y, Ws, bs = problem(sizes, n, dtype)
+    net = network(sizes)
+    theta = theta_of(net, Ws, bs, dtype)
+    order = np.random.default_rng(2).permutation(n)
+    ws = _engine.Workspace(net, 1, dtype)
+    assert ws.gram_block > 0
+    _engine.set_num_threads(2)
+    loss_sum, weight_sum, updates, status = _engine.train_epoch(
+        net, ws, theta, X, Y, None, order, 1, "sgd", 0.05)
+    assert _engine.last_region_blas_threads() == [1, 1]
+    want_W, want_b, want_loss = ref.train_epoch(
+        [W.astype(np.float64) for W in Ws], [b.astype(np.float64) for b in bs],
+        X.astype(np.float64), Y.astype(np.float64), "sigmoid", "softmax", "cross_entropy",
+        1, 0.05, order=order, return_loss=True)
+    gW, gb = split(net, theta, sizes)
+    rtol, atol = (1e-9, 1e-12) if dtype == np.float64 else (2e-4, 2e-5)
+    for got, want in zip(gW + gb, want_W + want_b):
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    assert (status, updates) == (_engine.EPOCH_DONE, n)
+    assert loss_sum / weight_sum == pytest.approx(want_loss, rel=rtol)
+
+
+def test_hidden_split_stops_on_divergence_where_one_thread_does(parallel):
+    sizes, n, dtype = (200, 100, 3), 2 * _engine.GRAM_BLOCK, np.float64
+    X, Y, Ws, bs = problem(sizes, n, dtype, output="identity")
+    X[40:] *= 1e150  # the loss overflows in the second block
+    net = network(sizes, "identity", "identity", "mse")
+    out = []
+    for threads in (1, 2):
+        theta = theta_of(net, Ws, bs, dtype)
+        ws = _engine.Workspace(net, 1, dtype)
+        _engine.set_num_threads(threads)
+        result = _engine.train_epoch(net, ws, theta, X, Y, None, None, 1, "sgd", 1e-3)
+        out.append((theta, result))
+    _engine.set_num_threads(1)
+    (theta1, result1), (theta2, result2) = out
+    assert result1[3] == _engine.EPOCH_DIVERGED and 40 <= result1[2] < n
+    assert result2 == result1
+    assert np.array_equal(theta2, theta1) and np.isfinite(theta1).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_hidden_split_blocks_called_off_finish_on_one_thread_identically(dtype):
+    """With the tuner on, a split block past _set_hidden_bail's factor times one thread's
+    measured time is finished by thread 0 alone (factor 0: from its first sample on). The
+    tuner's team passes then all end that way, and the weights are still one thread's."""
+    sizes, n = (200, 100, 5), 12 * _engine.GRAM_BLOCK + 5
+    _engine._set_parallel_limits(min_macs=1, split_min_weights=1)
+    _engine._set_hidden_bail(0.0)
+    _engine._record_region_blas_threads(True)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            theta1, results1, _ = train(1, sizes, n, 1, dtype, sw=True, epochs=3)
+            theta2, results2, ran = train(2, sizes, n, 1, dtype, sw=True, epochs=3)
+    finally:
+        _engine._set_hidden_bail()
+        _engine._set_parallel_limits()
+        _engine._record_region_blas_threads(False)
+    assert 2 in ran  # the team ran (the tuner's first team passes)
+    assert np.array_equal(theta2, theta1)
+    assert results2 == results1
+
+
+def test_w3_per_sample_runs_split_by_hidden_units_with_single_threaded_blas():
+    """The W3 network (784-128-10) with the engine's own limits, tuner off: every block on
+    two threads, BLAS at one thread inside them, the weights those of one thread."""
+    sizes, n = (784, 128, 10), 3 * _engine.GRAM_BLOCK
+    results = {}
+    _engine._set_tuning(False)
+    _engine._record_region_blas_threads(True)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            for threads in (1, 2):
+                results[threads] = train(threads, sizes, n, 1, np.float64, epochs=1)
+                results[threads] += (_engine.last_region_blas_threads(),)
+    finally:
+        _engine._set_tuning(True)
+        _engine._record_region_blas_threads(False)
+    assert results[2][3] == [1, 1]
+    assert np.array_equal(results[2][0], results[1][0])
+
+
+def test_small_per_sample_networks_stay_on_one_thread():
+    """W4-sized per-sample training (plain loops) never opens a parallel region, whatever
+    n_threads is, nor does a blocked first layer of a single chunk of hidden units."""
+    assert default_threads(1, (2, 16, 2)) == 1
+    _engine._record_region_blas_threads(True)
+    _engine._set_tuning(False)
+    try:
+        for sizes in [(2, 16, 2), (2000, _engine.HIDDEN_CHUNK, 2)]:
+            train(2, sizes, 200, 1, np.float64, epochs=1)
+            assert _engine.last_region_blas_threads() == [], sizes
+    finally:
+        _engine._set_tuning(True)
+        _engine._record_region_blas_threads(False)
+
+
+CHILD_HIDDEN = """
+import ctypes, sys
+import numpy as np
+from threadpoolctl import threadpool_limits
+from mlpcore import _engine as E
+
+shim = ctypes.CDLL(sys.argv[1])
+shim.shim_stop.restype = ctypes.c_long
+gil_check = ctypes.cast(ctypes.pythonapi.PyGILState_Check, ctypes.c_void_p)
+E._set_tuning(False)
+counts = {}
+with threadpool_limits(limits=1, user_api="blas"):
+    for dtype in (np.float32, np.float64):
+        for threads in (1, 2):
+            rng = np.random.default_rng(0)
+            net = E.Network((200, 100, 5), E.HIDDEN_ACTIVATIONS["sigmoid"],
+                            E.OUTPUT_ACTIVATIONS["softmax"], E.LOSSES["cross_entropy"])
+            X = rng.random((300, 200)).astype(dtype)
+            Y = np.eye(5, dtype=dtype)[rng.integers(0, 5, 300)]
+            w = rng.random(300).astype(dtype)
+            theta = (rng.standard_normal(net.n_params) * 0.1).astype(dtype)
+            ws = E.Workspace(net, 1, dtype)
+            E.set_num_threads(threads)
+            E.train_epoch(net, ws, theta, X, Y, w, rng.permutation(300), 1, "sgd", 1e-3)
+            shim.shim_start(gil_check)
+            for i in range(3):
+                E.train_epoch(net, ws, theta, X, Y, w, rng.permutation(300), 1, "sgd", 1e-3)
+            counts[(dtype.__name__, threads)] = shim.shim_stop()
+print(counts)
+sys.exit(1 if any(counts.values()) else 0)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs glibc and LD_PRELOAD")
+def test_hidden_split_allocates_nothing_inside_the_epoch_loop(tmp_path):
+    """The malloc shim of test_engine_allocations.py over blocked per-sample SGD split by
+    hidden units (no L2, so not the case that test covers), on 1 and 2 threads."""
+    from test_engine_allocations import SHIM, _compiler
+
+    cc = _compiler()
+    if cc is None:
+        pytest.skip("no C compiler to build the malloc shim")
+    (tmp_path / "shim.c").write_text(SHIM)
+    lib = tmp_path / "shim.so"
+    subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(lib), str(tmp_path / "shim.c")],
+                   check=True)
+    proc = subprocess.run([sys.executable, "-c", CHILD_HIDDEN, str(lib)],
+                          env=dict(os.environ, LD_PRELOAD=str(lib)), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("):") == 4, proc.stdout
