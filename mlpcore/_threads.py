@@ -10,8 +10,9 @@ checks it again inside its parallel segments (``_engine.blas_num_threads``).
 The default is the CPUs this process may run on (``os.sched_getaffinity``), capped by what
 one pass can use: a thread must get about ``_engine.PARALLEL_MIN_MACS`` multiply-adds per
 pass, or waking it costs more than it saves. Per-sample training (batch size 1) runs its
-samples in order on one thread; blocked per-sample SGD on a large first layer splits each
-block's matrix products. On a busy machine, where another process holds a core, a pass
+samples in order; on a large first layer, blocked per-sample SGD splits the hidden units
+among the threads (one hidden layer, no L2) or each block's matrix products. Sparse X splits
+its mini-batches by rows. On a busy machine, where another process holds a core, a pass
 split across threads waits at each synchronisation for the thread that was descheduled; the
 engine measures its passes and runs them on one thread while that is faster (see ``Tuner``
 in src/_network.pxd). The weights do not depend on the thread count, so none of this changes
@@ -39,9 +40,9 @@ MAX_THREADS = 2**31 - 1
 DEFAULT_THREADS_HELP = (
     "the engine's threads (each calls single-threaded BLAS); by default the CPUs this "
     "process may use, capped so that each thread gets about "
-    f"{_engine.PARALLEL_MIN_MACS:,} multiply-adds per pass; per-sample training "
-    "runs on one thread, and on a busy machine passes fall back to one thread while that is "
-    "faster. The weights do not depend on it")
+    f"{_engine.PARALLEL_MIN_MACS:,} multiply-adds per pass (per-sample training splits "
+    "only large first layers); on a busy machine passes fall back to one thread while that "
+    "is faster. The weights do not depend on it")
 
 _controller = None
 

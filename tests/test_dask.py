@@ -411,6 +411,13 @@ def test_bad_input_gets_a_clear_error(client):
     with pytest.raises(ValueError, match="sample_weight must have a positive sum"):
         mlpcore.dask.fit(Xd, y, client=client, epochs=1, batch_size=None,
                          sample_weight=np.zeros(len(y)))
+    # A Series Y cut into partitions other than X's (as two selections of one Parquet
+    # frame can be): the error says to pass the label column's name.
+    ys = pd.Series(y)
+    uneven = dd.concat([dd.from_pandas(ys[:100], npartitions=1),
+                        dd.from_pandas(ys[100:], npartitions=1)])
+    with pytest.raises(ValueError, match=r"250 rows but its Y partition (100|400).*fit\(df, 'label'\)"):
+        mlpcore.dask.fit(frame, uneven, client=client, epochs=1)
 
 
 # -- files ---------------------------------------------------------------------------------------

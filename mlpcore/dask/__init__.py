@@ -395,6 +395,7 @@ def forward(model, X):
 def _block_score_parts(model, xb, yb, swb):
     """Per partition: classification (weighted hits, weight); regression the sums behind
     R^2 (weight, sum w y, sum w y^2, sum w (y - p)^2 per output)."""
+    _data.check_same_rows(len(xb), len(yb))
     X = model._inputs(xb)
     yv = yb.to_numpy() if hasattr(yb, "to_numpy") else np.asarray(yb)
     Ym = model._encode(yv, len(X))

@@ -286,6 +286,16 @@ def _weights(sw, n, dtype, name="sample_weight"):
     return sw
 
 
+def check_same_rows(n_x, n_y):
+    """Refuse a partition whose X and Y hold different row counts, saying how to avoid it."""
+    if n_y != n_x:
+        raise ValueError(
+            f"a partition of X has {n_x} rows but its Y partition {n_y}: X and Y must hold the "
+            "same rows partition by partition. Two selections of one DataFrame (df[features] "
+            "and df['label'] read from Parquet) can be cut into partitions differently; pass "
+            "the frame and the label column's name instead: mlpcore.dask.fit(df, 'label')")
+
+
 def prepare(model, xb, yb, swb, per_class, split=None):
     """Partition p as the engine reads it: ``(X_p, Y_p, w_p)`` (on the worker holding it).
 
@@ -300,9 +310,7 @@ def prepare(model, xb, yb, swb, per_class, split=None):
     n = len(xb)
     if yb is None:
         raise ValueError("Y is missing")
-    if len(yb) != n:
-        raise ValueError(f"a partition of X has {n} rows but its Y partition {len(yb)}: X and "
-                         "Y must hold the same rows partition by partition")
+    check_same_rows(n, len(yb))
     if n == 0:
         empty = (np.empty((0, model.n_features), model.dtype),
                  np.empty((0, model.n_outputs), model.dtype), None)
