@@ -416,7 +416,8 @@ def test_bad_input_gets_a_clear_error(client):
     ys = pd.Series(y)
     uneven = dd.concat([dd.from_pandas(ys[:100], npartitions=1),
                         dd.from_pandas(ys[100:], npartitions=1)])
-    with pytest.raises(ValueError, match=r"250 rows but its Y partition (100|400).*fit\(df, 'label'\)"):
+    with pytest.raises(ValueError,
+                       match=r"250 rows but its Y partition (100|400).*fit\(df, 'label'\)"):
         mlpcore.dask.fit(frame, uneven, client=client, epochs=1)
 
 
