@@ -81,6 +81,32 @@ ctypedef fused csr_index:
     int
     Py_ssize_t
 
+cdef extern from "_vsparse.h" nogil:
+    # The gather (a CSR row times W_1) and scatter (its step into W_1's rows) loops, built per
+    # CPU level (AVX2/AVX-512 where available); see _vsparse.h.
+    void gather_f64_i32 "mlpcore_gather_f64_i32" (double* z, const double* W, long m,
+                                                  const int* idx, const double* val, long nnz)
+    void gather_f64_i64 "mlpcore_gather_f64_i64" (double* z, const double* W, long m,
+                                                  const Py_ssize_t* idx, const double* val,
+                                                  long nnz)
+    void gather_f32_i32 "mlpcore_gather_f32_i32" (float* z, const float* W, long m,
+                                                  const int* idx, const float* val, long nnz)
+    void gather_f32_i64 "mlpcore_gather_f32_i64" (float* z, const float* W, long m,
+                                                  const Py_ssize_t* idx, const float* val,
+                                                  long nnz)
+    void scatter_f64_i32 "mlpcore_scatter_f64_i32" (double* G, const double* d, long m,
+                                                    const int* idx, const double* val,
+                                                    long nnz, double c)
+    void scatter_f64_i64 "mlpcore_scatter_f64_i64" (double* G, const double* d, long m,
+                                                    const Py_ssize_t* idx, const double* val,
+                                                    long nnz, double c)
+    void scatter_f32_i32 "mlpcore_scatter_f32_i32" (float* G, const float* d, long m,
+                                                    const int* idx, const float* val,
+                                                    long nnz, float c)
+    void scatter_f32_i64 "mlpcore_scatter_f32_i64" (float* G, const float* d, long m,
+                                                    const Py_ssize_t* idx, const float* val,
+                                                    long nnz, float c)
+
 # A step that would take s outside (SCALE_FOLD_BELOW, 1 / SCALE_FOLD_BELOW) folds it into V
 # first (a dense pass over W_1, once per ln(1e6) / (lr alpha / n_b) steps), so V = W_1 / s
 # stays within a factor 1e6 of W_1.
@@ -191,17 +217,16 @@ cdef inline void add_selected_rows(floating* z, const floating* W, Py_ssize_t m,
                                    const csr_index* idx, const floating* val,
                                    Py_ssize_t nnz) noexcept nogil:
     """z <- z + sum_e val[e] W[idx[e], :] (W row-major with m columns)."""
-    cdef Py_ssize_t e, j
-    cdef const floating* w
-    cdef floating v
-    for e in range(min(PREFETCH_AHEAD, nnz)):
-        prefetch_row(W, m, idx, e, nnz)
-    for e in range(nnz):
-        prefetch_row(W, m, idx, e + PREFETCH_AHEAD, nnz)
-        v = val[e]
-        w = W + idx[e] * m
-        for j in range(m):
-            z[j] = z[j] + v * w[j]
+    if floating is double:
+        if csr_index is int:
+            gather_f64_i32(z, W, m, idx, val, nnz)
+        else:
+            gather_f64_i64(z, W, m, idx, val, nnz)
+    else:
+        if csr_index is int:
+            gather_f32_i32(z, W, m, idx, val, nnz)
+        else:
+            gather_f32_i64(z, W, m, idx, val, nnz)
 
 
 cdef inline void scatter_selected_rows(floating* G, const floating* d, Py_ssize_t m,
@@ -222,6 +247,18 @@ cdef inline void scatter_selected_rows(floating* G, const floating* d, Py_ssize_
         for e in range(nnz):
             if j0 <= idx[e] < j1:
                 scatter_selected_rows(G, d, m, idx + e, val + e, 1, c, sc)
+        return
+    if not track:
+        if floating is double:
+            if csr_index is int:
+                scatter_f64_i32(G, d, m, idx, val, nnz, c)
+            else:
+                scatter_f64_i64(G, d, m, idx, val, nnz, c)
+        else:
+            if csr_index is int:
+                scatter_f32_i32(G, d, m, idx, val, nnz, c)
+            else:
+                scatter_f32_i64(G, d, m, idx, val, nnz, c)
         return
     for e in range(min(PREFETCH_AHEAD, nnz)):
         prefetch_row(G, m, idx, e, nnz)
