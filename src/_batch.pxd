@@ -27,6 +27,7 @@ from libc.math cimport isfinite
 from _blas cimport gemm, gemv
 from _activations cimport bias_activation, mul_derivative
 from _losses cimport output_delta, output_delta_rows
+from _csr cimport sparse_first_layer
 from _updates cimport SGD, UpdateCoefficients, UpdateRule, apply_step, next_step
 from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, gather_rows,
                        l2_penalty, split_range, get_fpenv, restore_fpenv, tuner_pick,
@@ -45,6 +46,7 @@ cdef struct Pass:
     double w_beta
     double b_beta
     unsigned int fpenv  # the calling thread's floating-point mode, set in every worker
+    double x_scale      # CSR rows: the scale factor s of W_1 = s V (see _sparse.pxd)
     bint apply          # form the update of each range once its gradient is complete
     double decay_coef   # with apply: grad_W += decay_coef W first (L2)
     UpdateCoefficients step
@@ -76,6 +78,22 @@ cdef inline void forward_pass(const Net* net, const floating* theta, const float
                  theta + net.w_off[l], fan_out, 0, a, fan_out)
         bias_activation(a, theta + net.b_off[l], n, fan_out, act)
         prev = a
+
+
+cdef inline void rows_forward(const Net* net, const floating* theta, const Data* data,
+                              const floating* x, Py_ssize_t first, Py_ssize_t lo, Py_ssize_t n,
+                              floating** acts, floating x_scale, bint whole) noexcept nogil:
+    """Every layer's activations for rows lo..lo+n of a pass, into those rows of acts: from
+    x (the pass's dense A_0) or, for CSR rows (data.indptr), from the nonzeros of the rows at
+    positions first + lo.. of the visiting order, with W_1 = x_scale V (_csr.pxd).
+    ``whole`` as for forward_pass."""
+    cdef Py_ssize_t m = net.sizes[1]
+    if data.indptr == NULL:
+        forward_pass(net, theta, x + lo * net.sizes[0], n, acts, lo, whole)
+        return
+    sparse_first_layer(net, theta, x_scale, data, first + lo, n, acts[0] + lo * m)
+    if net.n_layers > 1:
+        forward_pass(net, theta, acts[0] + lo * m, n, acts, lo, whole, 1)
 
 
 cdef inline void column_sums(floating* out, const floating* d, Py_ssize_t n, Py_ssize_t m,
@@ -184,7 +202,11 @@ cdef inline int pass_threads(const Net* net, const Team* team, Py_ssize_t n) noe
 cdef inline void rows_phase(const Net* net, const floating* theta, const Data* data,
                             const Buffers* buf, const Pass* ps, const Team* team,
                             double eps, int p) noexcept nogil:
-    """Thread p's block of rows: gather, forward pass, output delta, deltas of every layer."""
+    """Thread p's block of rows: gather, forward pass, output delta, deltas of every layer.
+
+    CSR rows (data.indptr) are read where they are: A_1 is formed from their nonzeros with
+    W_1 = ps.x_scale V (_csr.pxd), and the later layers follow as for dense rows.
+    """
     cdef Py_ssize_t lo, hi, n, d = net.sizes[0], k = net.sizes[net.n_layers]
     cdef floating** acts = <floating**> buf.acts
     cdef const floating* x = <const floating*> ps.x
@@ -197,10 +219,11 @@ cdef inline void rows_phase(const Net* net, const floating* theta, const Data* d
     fpenv = get_fpenv()
     restore_fpenv(ps.fpenv)
     if data.order != NULL:
-        gather_rows(<floating*> buf.x_buf + lo * d, <const floating*> data.X,
-                    data.order + ps.first + lo, n, d)
+        if data.indptr == NULL:
+            gather_rows(<floating*> buf.x_buf + lo * d, <const floating*> data.X,
+                        data.order + ps.first + lo, n, d)
         gather_targets(<floating*> buf.y_buf, <floating*> buf.sw_buf, data, ps.first, lo, n, k)
-    forward_pass(net, theta, x + lo * d, n, acts, lo, False)
+    rows_forward(net, theta, data, x, ps.first, lo, n, acts, <floating> ps.x_scale, False)
     block_deltas(net, theta, buf, ps, eps, lo, n)
     restore_fpenv(fpenv)
 

@@ -24,10 +24,11 @@ from _updates cimport (SGD, MOMENTUM, NESTEROV, ADAM, UpdateRule, UpdateCoeffici
 from _network cimport (Net, Data, Buffers, Progress, Team, Tuner, DONE, DIVERGED, INTERRUPTED,
                        l2_penalty, split_range, flush_subnormals, restore_fpenv, get_fpenv,
                        tuner_reset, blas_get_threads, note_blas_threads)
-from _batch cimport add_weight_decay, forward_pass, pass_gradient, pass_threads, run_batches
+from _batch cimport (add_weight_decay, pass_gradient, pass_threads, rows_forward,
+                     run_batches)
 from _per_sample cimport run_samples, run_samples_blocked, HIDDEN_CHUNK as _HIDDEN_CHUNK
-from _sparse cimport (ScaledFirstLayer, LazyRows, sparse_chunk_gradient, sparse_forward,
-                      sparse_first_layer, sparse_pass_threads, fold_scale, lazy_reset,
+from _sparse cimport (ScaledFirstLayer, LazyRows, sparse_chunk_gradient,
+                      sparse_pass_threads, fold_scale, lazy_reset,
                       catch_up_all, run_sparse_batches)
 
 cdef extern from "_blasctl.h" nogil:
@@ -585,19 +586,13 @@ def forward(Network network not None, const floating[::1] theta not None, X not 
                     t = sparse_pass_threads(net, &team, &data, start, nc)
                 else:
                     t = pass_threads(net, &team, nc)
-                if data.indptr != NULL and t == 1:
-                    sparse_forward(net, &theta[0], 1, &data, start, nc, acts)
-                elif data.indptr != NULL:
-                    fpenv = get_fpenv()
-                    for p in prange(t, num_threads=t, schedule='static', chunksize=1):
-                        _sparse_forward_block(net, &theta[0], &data, start, nc, acts, &team,
-                                              t, p, fpenv)
-                elif t == 1:
-                    forward_pass(net, &theta[0], x + start * d, nc, acts)
+                if t == 1:
+                    rows_forward(net, &theta[0], &data, x + start * d if data.indptr == NULL else NULL,
+                                 start, 0, nc, acts, 1, True)
                 else:
                     fpenv = get_fpenv()
                     for p in prange(t, num_threads=t, schedule='static', chunksize=1):
-                        _forward_block(net, &theta[0], x + start * d, nc, acts, &team, t, p,
+                        _forward_block(net, &theta[0], &data, start, nc, acts, &team, t, p,
                                        fpenv)
                 start += nc
             _blas_single_end(blas_old)
@@ -607,36 +602,22 @@ def forward(Network network not None, const floating[::1] theta not None, X not 
         free(acts)
 
 
-cdef inline void _forward_block(const Net* net, const floating* theta, const floating* x,
-                                Py_ssize_t n, floating** acts, const Team* team, int t,
-                                int p, unsigned int caller_fpenv) noexcept nogil:
-    """Thread p's block of rows of a forward pass split among t threads."""
+cdef inline void _forward_block(const Net* net, const floating* theta, const Data* data,
+                                Py_ssize_t start, Py_ssize_t n, floating** acts,
+                                const Team* team, int t, int p,
+                                unsigned int caller_fpenv) noexcept nogil:
+    """Thread p's block of the n rows from ``start`` of a forward pass split among t
+    threads (dense or CSR rows)."""
     cdef Py_ssize_t lo, hi
+    cdef const floating* x = <const floating*> data.X
     cdef unsigned int fpenv
     note_blas_threads(team, p)
     split_range(n, t, team.align, p, &lo, &hi)
     if hi > lo:
         fpenv = get_fpenv()
         restore_fpenv(caller_fpenv)  # the caller's floating-point mode
-        forward_pass(net, theta, x + lo * net.sizes[0], hi - lo, acts, lo, False)
-        restore_fpenv(fpenv)
-
-
-cdef inline void _sparse_forward_block(const Net* net, const floating* theta,
-                                       const Data* data, Py_ssize_t first, Py_ssize_t n,
-                                       floating** acts, const Team* team, int t, int p,
-                                       unsigned int caller_fpenv) noexcept nogil:
-    """Thread p's block of rows of a forward pass over CSR rows split among t threads."""
-    cdef Py_ssize_t lo, hi, m = net.sizes[1]
-    cdef unsigned int fpenv
-    note_blas_threads(team, p)
-    split_range(n, t, team.align, p, &lo, &hi)
-    if hi > lo:
-        fpenv = get_fpenv()
-        restore_fpenv(caller_fpenv)
-        sparse_first_layer(net, theta, 1, data, first + lo, hi - lo, acts[0] + lo * m)
-        if net.n_layers > 1:
-            forward_pass(net, theta, acts[0] + lo * m, hi - lo, acts, lo, False, 1)
+        rows_forward(net, theta, data, x + start * net.sizes[0] if data.indptr == NULL else NULL,
+                     start, lo, hi - lo, acts, 1, False)
         restore_fpenv(fpenv)
 
 

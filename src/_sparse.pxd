@@ -45,67 +45,17 @@ from libc.math cimport isfinite, pow
 from libc.string cimport memset
 
 from _blas cimport dot
-from _activations cimport bias_activation
 from _losses cimport output_delta
 from _updates cimport (SGD, MOMENTUM, NESTEROV, UpdateCoefficients, UpdateRule, apply_step,
                        next_step)
 from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, gather_rows,
                        l2_penalty, split_range, get_fpenv, restore_fpenv, tuner_pick,
-                       tuner_record, now_seconds, note_blas_threads)
-from _batch cimport (Pass, forward_pass, backprop, column_sums, add_weight_decay, block_deltas,
-                     gather_targets, gradient_phase)
-
-cdef extern from *:
-    # The empty asm statement marks the prefetch as a side effect. Without it GCC (12, -O1 and
-    # up) classifies prefetch_row, whose only effect is __builtin_prefetch, as a "looping
-    # pure" function returning nothing and deletes every call to it (-fdump-tree-all shows
-    # the calls gone after inlining): the binary had no prefetch instruction at all.
-    """
-    #if defined(__GNUC__)
-    #define mlpcore_prefetch(p) do { __builtin_prefetch((const void*) (p)); \
-                                     __asm__ __volatile__("" : : "r"(p)); } while (0)
-    #else
-    #define mlpcore_prefetch(p) ((void) (p))
-    #endif
-    """
-    void prefetch "mlpcore_prefetch" (const void* p) noexcept nogil
-
-# The rows of W_1 a batch selects are scattered over memory (a 50,000 x 128 W_1 is 51 MB), so
-# each is a run of cache misses: the kernels ask for row e + PREFETCH_AHEAD while working on
-# row e, so that several rows are in flight at once.
-DEF PREFETCH_AHEAD = 4
-# Bytes per cache line (x86-64, ARM64).
-DEF LINE = 64
-
-ctypedef fused csr_index:
-    int
-    Py_ssize_t
-
-cdef extern from "_vsparse.h" nogil:
-    # The gather (a CSR row times W_1) and scatter (its step into W_1's rows) loops, built per
-    # CPU level (AVX2/AVX-512 where available); see _vsparse.h.
-    void gather_f64_i32 "mlpcore_gather_f64_i32" (double* z, const double* W, long m,
-                                                  const int* idx, const double* val, long nnz)
-    void gather_f64_i64 "mlpcore_gather_f64_i64" (double* z, const double* W, long m,
-                                                  const Py_ssize_t* idx, const double* val,
-                                                  long nnz)
-    void gather_f32_i32 "mlpcore_gather_f32_i32" (float* z, const float* W, long m,
-                                                  const int* idx, const float* val, long nnz)
-    void gather_f32_i64 "mlpcore_gather_f32_i64" (float* z, const float* W, long m,
-                                                  const Py_ssize_t* idx, const float* val,
-                                                  long nnz)
-    void scatter_f64_i32 "mlpcore_scatter_f64_i32" (double* G, const double* d, long m,
-                                                    const int* idx, const double* val,
-                                                    long nnz, double c)
-    void scatter_f64_i64 "mlpcore_scatter_f64_i64" (double* G, const double* d, long m,
-                                                    const Py_ssize_t* idx, const double* val,
-                                                    long nnz, double c)
-    void scatter_f32_i32 "mlpcore_scatter_f32_i32" (float* G, const float* d, long m,
-                                                    const int* idx, const float* val,
-                                                    long nnz, float c)
-    void scatter_f32_i64 "mlpcore_scatter_f32_i64" (float* G, const float* d, long m,
-                                                    const Py_ssize_t* idx, const float* val,
-                                                    long nnz, float c)
+                       tuner_record, now_seconds)
+from _csr cimport (csr_index, csr_row, visited_row, prefetch_row, add_selected_rows,
+                   sparse_first_layer, PREFETCH_AHEAD, scatter_f64_i32, scatter_f64_i64,
+                   scatter_f32_i32, scatter_f32_i64)
+from _batch cimport (Pass, rows_forward, backprop, column_sums, add_weight_decay,
+                     gradient_phase, parallel_rows)
 
 # A step that would take s outside (SCALE_FOLD_BELOW, 1 / SCALE_FOLD_BELOW) folds it into V
 # first (a dense pass over W_1, once per ln(1e6) / (lr alpha / n_b) steps), so V = W_1 / s
@@ -191,44 +141,6 @@ cdef inline Py_ssize_t select_rows(const Net* net, floating* theta, floating* gr
     return count
 
 
-cdef inline void csr_row(const Data* data, Py_ssize_t r, Py_ssize_t* lo,
-                         Py_ssize_t* hi) noexcept nogil:
-    """The entries of CSR row r: lo..hi into indices and values."""
-    if data.index64:
-        lo[0] = (<const Py_ssize_t*> data.indptr)[r]
-        hi[0] = (<const Py_ssize_t*> data.indptr)[r + 1]
-    else:
-        lo[0] = (<const int*> data.indptr)[r]
-        hi[0] = (<const int*> data.indptr)[r + 1]
-
-
-cdef inline void prefetch_row(const floating* W, Py_ssize_t m, const csr_index* idx,
-                              Py_ssize_t e, Py_ssize_t nnz) noexcept nogil:
-    """Ask for row idx[e] of W (m columns) to be brought into cache, if e < nnz."""
-    cdef Py_ssize_t b
-    cdef const char* row
-    if e < nnz:
-        row = <const char*> (W + idx[e] * m)
-        for b in range(0, m * sizeof(floating), LINE):
-            prefetch(row + b)
-
-
-cdef inline void add_selected_rows(floating* z, const floating* W, Py_ssize_t m,
-                                   const csr_index* idx, const floating* val,
-                                   Py_ssize_t nnz) noexcept nogil:
-    """z <- z + sum_e val[e] W[idx[e], :] (W row-major with m columns)."""
-    if floating is double:
-        if csr_index is int:
-            gather_f64_i32(z, W, m, idx, val, nnz)
-        else:
-            gather_f64_i64(z, W, m, idx, val, nnz)
-    else:
-        if csr_index is int:
-            gather_f32_i32(z, W, m, idx, val, nnz)
-        else:
-            gather_f32_i64(z, W, m, idx, val, nnz)
-
-
 cdef inline void scatter_selected_rows(floating* G, const floating* d, Py_ssize_t m,
                                        const csr_index* idx, const floating* val,
                                        Py_ssize_t nnz, floating c, ScaledFirstLayer* sc,
@@ -274,42 +186,11 @@ cdef inline void scatter_selected_rows(floating* G, const floating* d, Py_ssize_
             g[j] = g[j] + a * d[j]
 
 
-cdef inline Py_ssize_t visited_row(const Data* data, Py_ssize_t position) noexcept nogil:
-    return data.order[position] if data.order != NULL else position
-
-
-cdef inline void sparse_first_layer(const Net* net, const floating* theta, floating scale,
-                                    const Data* data, Py_ssize_t first, Py_ssize_t n,
-                                    floating* z) noexcept nogil:
-    """A_1 (n x M_1) of the rows at positions first..first+n of the visiting order:
-    g_1(scale X_r V + b_1), with V the first layer's weights as theta holds them."""
-    cdef Py_ssize_t i, j, lo, hi, r, m = net.sizes[1]
-    cdef const floating* W = theta + net.w_off[0]
-    cdef const floating* val = <const floating*> data.X
-    cdef floating* row
-    memset(z, 0, n * m * sizeof(floating))
-    for i in range(n):
-        r = visited_row(data, first + i)
-        csr_row(data, r, &lo, &hi)
-        row = z + i * m
-        if data.index64:
-            add_selected_rows(row, W, m, <const Py_ssize_t*> data.indices + lo, val + lo, hi - lo)
-        else:
-            add_selected_rows(row, W, m, <const int*> data.indices + lo, val + lo, hi - lo)
-        if scale != 1:
-            for j in range(m):
-                row[j] = scale * row[j]
-    bias_activation(z, theta + net.b_off[0], n, m,
-                    net.output if net.n_layers == 1 else net.hidden)
-
-
 cdef inline void sparse_forward(const Net* net, const floating* theta, floating scale,
                                 const Data* data, Py_ssize_t first, Py_ssize_t n,
                                 floating** acts) noexcept nogil:
     """Every layer's activations for the rows at positions first..first+n."""
-    sparse_first_layer(net, theta, scale, data, first, n, acts[0])
-    if net.n_layers > 1:
-        forward_pass(net, theta, acts[0], n, acts, 0, True, 1)
+    rows_forward(net, theta, data, NULL, first, 0, n, acts, scale, True)
 
 
 cdef inline void sparse_first_gradient(floating* G, const floating* delta, Py_ssize_t m,
@@ -394,30 +275,6 @@ cdef inline int sparse_pass_threads(const Net* net, const Team* team, const Data
     return t
 
 
-cdef inline void sparse_rows_block(const Net* net, const floating* theta, floating scale,
-                                   const Data* data, const Buffers* buf, const Pass* ps,
-                                   const Team* team, double eps, int p) noexcept nogil:
-    """Thread p's block of a pass's rows: A_1 from the sparse rows, the later layers, the
-    output delta and every delta (rows_phase of _batch.pxd for CSR rows)."""
-    cdef Py_ssize_t lo, hi, n, k = net.sizes[net.n_layers], m = net.sizes[1]
-    cdef floating** acts = <floating**> buf.acts
-    cdef unsigned int fpenv
-    note_blas_threads(team, p)
-    split_range(ps.n, ps.n_threads, team.align, p, &lo, &hi)
-    n = hi - lo
-    if n <= 0:
-        return
-    fpenv = get_fpenv()
-    restore_fpenv(ps.fpenv)
-    if data.order != NULL:
-        gather_targets(<floating*> buf.y_buf, <floating*> buf.sw_buf, data, ps.first, lo, n, k)
-    sparse_first_layer(net, theta, scale, data, ps.first + lo, n, acts[0] + lo * m)
-    if net.n_layers > 1:
-        forward_pass(net, theta, acts[0] + lo * m, n, acts, lo, False, 1)
-    block_deltas(net, theta, buf, ps, eps, lo, n)
-    restore_fpenv(fpenv)
-
-
 cdef inline void sparse_step_block(const Net* net, floating* theta, const Data* data,
                                    const Buffers* buf, const Pass* ps, const Team* team,
                                    floating c, ScaledFirstLayer* sc, double* sumsq_change,
@@ -480,7 +337,7 @@ cdef inline int run_sparse_batches(const Net* net, floating* theta, const Data* 
     cdef Py_ssize_t r, j, selected = 0, rest = n_params - net.b_off[0]
     cdef floating* s1 = <floating*> rule.s1
     cdef int usable = 1, p
-    cdef double t0 = 0, total
+    cdef double t0 = 0
     cdef double sumsq_change[256]  # MAX_THREADS
     cdef Pass ps
 
@@ -534,15 +391,8 @@ cdef inline int run_sparse_batches(const Net* net, floating* theta, const Data* 
                         ps.n = nc
                         ps.y = yb
                         ps.sw = wb
-                        ps.fpenv = get_fpenv()
-                        for p in prange(ps.n_threads, num_threads=ps.n_threads,
-                                        schedule='static', chunksize=1):
-                            sparse_rows_block(net, theta, <floating> sc.scale, data, buf, &ps,
-                                              team, prog.eps, p)
-                        total = 0
-                        for i in range(nc):
-                            total = total + buf.row_loss[i]
-                        loss_b += total
+                        ps.x_scale = sc.scale
+                        loss_b += parallel_rows(net, theta, data, buf, &ps, team, prog.eps)
                     else:
                         sparse_forward(net, theta, <floating> sc.scale, data, cs, nc, acts)
                         loss_b += output_delta(deltas[net.n_layers - 1],

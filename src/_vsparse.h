@@ -19,18 +19,23 @@
 #define MLPCORE_PREFETCH_AHEAD 4
 #define MLPCORE_LINE 64
 
+/* One cache line into cache; the asm keeps GCC from deleting it (see above). */
 #if defined(__GNUC__)
+#define mlpcore_prefetch(p)                                                                  \
+    do {                                                                                     \
+        __builtin_prefetch((const void *) (p));                                              \
+        __asm__ __volatile__("" : : "r"(p));                                                 \
+    } while (0)
+#else
+#define mlpcore_prefetch(p) ((void) (p))
+#endif
+
 #define MLPCORE_PREFETCH_ROW(W, m, row)                                                      \
     do {                                                                                     \
         const char *p_ = (const char *) ((W) + (row) * (m));                                 \
-        for (long b_ = 0; b_ < (long) ((m) * (long) sizeof(*(W))); b_ += MLPCORE_LINE) {     \
-            __builtin_prefetch(p_ + b_);                                                     \
-            __asm__ __volatile__("" : : "r"(p_ + b_));                                       \
-        }                                                                                    \
+        for (long b_ = 0; b_ < (long) ((m) * (long) sizeof(*(W))); b_ += MLPCORE_LINE)       \
+            mlpcore_prefetch(p_ + b_);                                                       \
     } while (0)
-#else
-#define MLPCORE_PREFETCH_ROW(W, m, row) ((void) 0)
-#endif
 
 #define MLPCORE_SPARSE_ROWS(SUFFIX, T, I)                                                    \
     MLPCORE_CLONES static void mlpcore_gather_##SUFFIX(T *restrict z, const T *restrict W,   \
