@@ -29,9 +29,9 @@ from _activations cimport bias_activation, mul_derivative
 from _losses cimport output_delta, output_delta_rows
 from _csr cimport sparse_first_layer
 from _updates cimport SGD, UpdateCoefficients, UpdateRule, apply_step, next_step
-from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, gather_rows,
-                       l2_penalty, split_range, get_fpenv, restore_fpenv, tuner_pick,
-                       tuner_record, now_seconds, note_blas_threads)
+from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, batch_normaliser,
+                       gather_rows, l2_penalty, split_range, get_fpenv, restore_fpenv,
+                       tuner_pick, tuner_record, now_seconds, note_blas_threads)
 
 cdef struct Pass:
     # One forward/backward pass over n rows, as the threads share it.
@@ -426,13 +426,8 @@ cdef inline int run_batches(const Net* net, floating* theta, const Data* data,
     while start < data.n and done < prog.budget:
         stop = min(start + batch_size, data.n)
         nb = stop - start
-        # The batch's normaliser n_b, needed before the first chunk to scale its gradient:
-        # its row count, or (by_weight) its total weight.
-        w_b = nb
-        if sw != NULL and prog.by_weight:
-            w_b = 0
-            for i in range(start, stop):
-                w_b += sw[order[i] if order != NULL else i]
+        # The batch's normaliser n_b, needed before the first chunk to scale its gradient.
+        w_b = batch_normaliser(sw, data, prog, start, stop)
         if w_b != 0:
             per_row = nb / w_b  # B / n_b: 1 (exactly) unless normalised by weight
             loss_b = 0.5 * rule.alpha * l2_penalty(net, theta) if rule.alpha != 0 else 0

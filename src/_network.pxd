@@ -238,6 +238,19 @@ cdef inline void gather_rows(floating* dst, const floating* src, const Py_ssize_
         memcpy(dst + i * width, src + rows[i] * width, width * sizeof(floating))
 
 
+cdef inline double batch_normaliser(const floating* sw, const Data* data, const Progress* prog,
+                                    Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    """n_b of the batch at positions start..stop of the visiting order: its row count, or
+    (prog.by_weight) its total weight sum_i w_i; sw is data.sw in the kernel's type."""
+    cdef Py_ssize_t i
+    cdef double total = 0
+    if sw == NULL or not prog.by_weight:
+        return stop - start
+    for i in range(start, stop):
+        total += sw[data.order[i] if data.order != NULL else i]
+    return total
+
+
 cdef inline double l2_penalty(const Net* net, const floating* theta,
                               Py_ssize_t first_layer=0) noexcept nogil:
     """sum_l ||W_l||^2 over layers l >= first_layer (biases excluded), accumulated in double."""

@@ -48,9 +48,9 @@ from _blas cimport dot
 from _losses cimport output_delta
 from _updates cimport (SGD, MOMENTUM, NESTEROV, UpdateCoefficients, UpdateRule, apply_step,
                        next_step)
-from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, gather_rows,
-                       l2_penalty, split_range, get_fpenv, restore_fpenv, tuner_pick,
-                       tuner_record, now_seconds)
+from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, batch_normaliser,
+                       gather_rows, l2_penalty, split_range, get_fpenv, restore_fpenv,
+                       tuner_pick, tuner_record, now_seconds)
 from _csr cimport (csr_index, csr_row, visited_row, prefetch_row, add_selected_rows,
                    sparse_first_layer, PREFETCH_AHEAD, scatter_f64_i32, scatter_f64_i64,
                    scatter_f32_i32, scatter_f32_i64)
@@ -344,11 +344,7 @@ cdef inline int run_sparse_batches(const Net* net, floating* theta, const Data* 
     while start < data.n and done < prog.budget:
         stop = min(start + batch_size, data.n)
         nb = stop - start
-        w_b = nb
-        if sw != NULL and prog.by_weight:
-            w_b = 0
-            for i in range(start, stop):
-                w_b += sw[order[i] if order != NULL else i]
+        w_b = batch_normaliser(sw, data, prog, start, stop)
         if w_b != 0:
             per_row = nb / w_b
             fused = rule.kind == SGD and nb <= chunk
