@@ -162,6 +162,17 @@ cdef inline void add_decay_range(floating* grad, const floating* theta, Py_ssize
         grad[i] = grad[i] + coef * theta[i]
 
 
+cdef inline void apply_batch_gradient(const Net* net, floating* theta, floating* grad,
+                                      UpdateRule* rule, double w_b,
+                                      Py_ssize_t n_params) noexcept nogil:
+    """The rule's step from a batch's finished gradient (the sum of its rows' gradients over
+    n_b = w_b): the L2 term alpha W / n_b added first, then every parameter updated."""
+    cdef UpdateCoefficients step
+    add_weight_decay(net, grad, theta, <floating> (rule.alpha / w_b))
+    step = next_step(rule)
+    apply_step(theta, grad, <floating*> rule.s1, <floating*> rule.s2, n_params, &step)
+
+
 cdef inline double chunk_gradient(const Net* net, const floating* theta, const floating* x,
                                   const floating* y, const floating* sw, Py_ssize_t n,
                                   floating** acts, floating** deltas, floating* grad,
@@ -418,7 +429,6 @@ cdef inline int run_batches(const Net* net, floating* theta, const Data* data,
     cdef double loss_b, w_b, w_c, per_row
     cdef floating lr = <floating> rule.lr
     cdef bint fused, last
-    cdef UpdateCoefficients step
     cdef Pass ps
     cdef int usable
     cdef double t0 = 0
@@ -494,10 +504,7 @@ cdef inline int run_batches(const Net* net, floating* theta, const Data* data,
                     if last:
                         if not isfinite(loss_b):
                             return DIVERGED
-                        add_weight_decay(net, grad, theta, <floating> (rule.alpha / w_b))
-                        step = next_step(rule)
-                        apply_step(theta, grad, <floating*> rule.s1, <floating*> rule.s2,
-                                   n_params, &step)
+                        apply_batch_gradient(net, theta, grad, rule, w_b, n_params)
                 if usable > 1:
                     tuner_record(team.tuner, 1, usable, now_seconds() - t0, nc)
                 cs = ce

@@ -54,7 +54,7 @@ from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, batch
 from _csr cimport (csr_index, csr_row, visited_row, prefetch_row, add_selected_rows,
                    sparse_first_layer, PREFETCH_AHEAD, scatter_f64_i32, scatter_f64_i64,
                    scatter_f32_i32, scatter_f32_i64)
-from _batch cimport (Pass, rows_forward, backprop, column_sums, add_weight_decay,
+from _batch cimport (Pass, rows_forward, backprop, column_sums, apply_batch_gradient,
                      gradient_phase, parallel_rows)
 
 # A step that would take s outside (SCALE_FOLD_BELOW, 1 / SCALE_FOLD_BELOW) folds it into V
@@ -456,10 +456,7 @@ cdef inline int run_sparse_batches(const Net* net, floating* theta, const Data* 
                     if last:
                         if not isfinite(loss_b):
                             return DIVERGED
-                        add_weight_decay(net, grad, theta, <floating> (rule.alpha / w_b))
-                        step = next_step(rule)
-                        apply_step(theta, grad, <floating*> rule.s1, <floating*> rule.s2,
-                                   n_params, &step)
+                        apply_batch_gradient(net, theta, grad, rule, w_b, n_params)
                 cs = ce
             prog.updates += 1
             prog.loss_sum += loss_b * per_row
