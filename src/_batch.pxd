@@ -24,7 +24,9 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport isfinite
 
-from _blas cimport gemm, gemv
+from libc.string cimport memset
+
+from _blas cimport gemm
 from _activations cimport bias_activation, mul_derivative
 from _losses cimport output_delta, output_delta_rows
 from _csr cimport sparse_first_layer
@@ -32,6 +34,41 @@ from _updates cimport SGD, UpdateCoefficients, UpdateRule, apply_step, next_step
 from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, batch_normaliser,
                        gather_rows, l2_penalty, split_range, get_fpenv, restore_fpenv,
                        tuner_pick, tuner_record, now_seconds, note_blas_threads)
+
+cdef extern from "_vrow.h" nogil:
+    # One row through a dense layer, each row of W read once (built per CPU level):
+    #   forward   z += sum_i a_i W[i, :]
+    #   backprop  d_prev[i] = <W[i, :], d> (d_prev may be NULL); out[i, :] = scale a_i d + beta out[i, :]
+    void row_forward_f64 "mlpcore_row_forward_f64" (double* z, const double* W,
+                                                    const double* a, long fan_in, long fan_out)
+    void row_forward_f32 "mlpcore_row_forward_f32" (float* z, const float* W, const float* a,
+                                                    long fan_in, long fan_out)
+    void row_backprop_f64 "mlpcore_row_backprop_f64" (const double* W, const double* a,
+                                                      const double* d, double* d_prev,
+                                                      long fan_in, long fan_out, double* out,
+                                                      double scale, double beta)
+    void row_backprop_f32 "mlpcore_row_backprop_f32" (const float* W, const float* a,
+                                                      const float* d, float* d_prev,
+                                                      long fan_in, long fan_out, float* out,
+                                                      float scale, float beta)
+
+
+cdef inline void row_forward(floating* z, const floating* W, const floating* a,
+                             Py_ssize_t fan_in, Py_ssize_t fan_out) noexcept nogil:
+    if floating is double:
+        row_forward_f64(z, W, a, fan_in, fan_out)
+    else:
+        row_forward_f32(z, W, a, fan_in, fan_out)
+
+
+cdef inline void row_backprop(const floating* W, const floating* a, const floating* d,
+                              floating* d_prev, Py_ssize_t fan_in, Py_ssize_t fan_out,
+                              floating* out, floating scale, floating beta) noexcept nogil:
+    if floating is double:
+        row_backprop_f64(W, a, d, d_prev, fan_in, fan_out, out, scale, beta)
+    else:
+        row_backprop_f32(W, a, d, d_prev, fan_in, fan_out, out, scale, beta)
+
 
 cdef struct Pass:
     # One forward/backward pass over n rows, as the threads share it.
@@ -57,7 +94,7 @@ cdef inline void forward_pass(const Net* net, const floating* theta, const float
                               bint whole=True, Py_ssize_t first_layer=0) noexcept nogil:
     """A_l = g_l(A_{l-1} W_l + b_l) for l = 1..L into rows row0.. of acts[l-1]; x is A_0 (n x D).
 
-    ``whole`` says the n rows are the whole pass: only then does a single row go through gemv
+    ``whole`` says the n rows are the whole pass: only then does a single row go through the one-row kernel
     (a block of a split pass always uses gemm, as the unsplit pass does). With
     ``first_layer`` f > 0 the pass starts at layer f + 1 and x is A_f (sparse input forms
     A_1 itself, see _sparse.pxd).
@@ -71,8 +108,9 @@ cdef inline void forward_pass(const Net* net, const floating* theta, const float
         fan_out = net.sizes[l + 1]
         act = net.output if l == net.n_layers - 1 else net.hidden
         a = acts[l] + row0 * fan_out
-        if n == 1 and whole:  # one row: gemv reads W once; gemm would first copy (pack) all of it
-            gemv(True, fan_in, fan_out, 1, theta + net.w_off[l], fan_out, prev, 0, a)
+        if n == 1 and whole:  # one row: read W once (_vrow.h); gemm would first pack all of it
+            memset(a, 0, fan_out * sizeof(floating))
+            row_forward(a, theta + net.w_off[l], prev, fan_in, fan_out)
         else:
             gemm(False, False, n, fan_out, fan_in, 1, prev, fan_in,
                  theta + net.w_off[l], fan_out, 0, a, fan_out)
@@ -135,6 +173,14 @@ cdef inline void backprop(const Net* net, const floating* theta, const floating*
         fan_in = net.sizes[l]
         fan_out = net.sizes[l + 1]
         a_prev = x if l == 0 else acts[l - 1]
+        if n == 1:  # one row: see _vrow.h
+            row_backprop(theta + net.w_off[l], a_prev, deltas[l],
+                         deltas[l - 1] if l > 0 else NULL, fan_in, fan_out,
+                         out + net.w_off[l], scale, w_beta)
+            if l > 0:
+                mul_derivative(deltas[l - 1], acts[l - 1], fan_in, net.hidden)
+            column_sums(out + net.b_off[l], deltas[l], 1, fan_out, scale, b_beta)
+            continue
         if l > 0:
             gemm(False, True, n, fan_in, fan_out, 1, deltas[l], fan_out,
                  theta + net.w_off[l], fan_out, 0, deltas[l - 1], fan_in)

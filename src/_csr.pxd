@@ -73,6 +73,30 @@ cdef inline void prefetch_row(const floating* W, Py_ssize_t m, const csr_index* 
             b += LINE
 
 
+cdef inline void prefetch_visit(const floating* y, Py_ssize_t k, const Data* data,
+                                Py_ssize_t position) noexcept nogil:
+    """Ask for the entries (indices and values) and the target row (y, k columns) of the CSR
+    row at ``position`` of the visiting order, when there is one: the next batch's first row,
+    requested while this batch trains, so that its gather starts on indices in cache."""
+    cdef Py_ssize_t r, lo, hi
+    cdef Py_ssize_t index_size = sizeof(Py_ssize_t) if data.index64 else sizeof(int)
+    if position >= data.n:
+        return
+    r = visited_row(data, position)
+    csr_row(data, r, &lo, &hi)
+    prefetch_bytes(<const char*> data.indices + lo * index_size, (hi - lo) * index_size)
+    prefetch_bytes(<const char*> ((<const floating*> data.X) + lo),
+                   (hi - lo) * <Py_ssize_t> sizeof(floating))
+    prefetch_bytes(<const char*> (y + r * k), k * <Py_ssize_t> sizeof(floating))
+
+
+cdef inline void prefetch_bytes(const char* p, Py_ssize_t size) noexcept nogil:
+    cdef Py_ssize_t b = 0
+    while b < size:
+        prefetch(p + b)
+        b += LINE
+
+
 cdef inline void add_selected_rows(floating* z, const floating* W, Py_ssize_t m,
                                    const csr_index* idx, const floating* val,
                                    Py_ssize_t nnz) noexcept nogil:

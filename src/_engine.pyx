@@ -25,7 +25,7 @@ from _network cimport (Net, Data, Buffers, Progress, Team, Tuner, DONE, DIVERGED
                        l2_penalty, split_range, flush_subnormals, restore_fpenv, get_fpenv,
                        tuner_reset, blas_get_threads, note_blas_threads)
 from _batch cimport (add_weight_decay, pass_gradient, pass_threads, rows_forward,
-                     run_batches)
+                     run_batches, row_forward, row_backprop)
 from _per_sample cimport run_samples, run_samples_blocked, HIDDEN_CHUNK as _HIDDEN_CHUNK
 from _sparse cimport (ScaledFirstLayer, LazyRows, sparse_chunk_gradient,
                       sparse_pass_threads, fold_scale, lazy_reset,
@@ -970,6 +970,34 @@ cpdef void _gram_block(const floating[:, ::1] a, floating[:, ::1] out):
         raise ValueError("the Gram block needs at least one row and one column")
     with nogil:
         gram_lower(n, k, &a[0, 0], k, &out[0, 0], n)
+
+
+cpdef void _row_forward(floating[::1] z, const floating[:, ::1] W, const floating[::1] a):
+    """z[j] += sum_i a[i] W[i, j] (summed over i in order): the one-row forward of _vrow.h."""
+    if W.shape[0] != a.shape[0] or W.shape[1] != z.shape[0]:
+        raise ValueError(f"W has shape ({W.shape[0]}, {W.shape[1]}), expected "
+                         f"({a.shape[0]}, {z.shape[0]})")
+    if W.shape[0] == 0 or W.shape[1] == 0:
+        return
+    with nogil:
+        row_forward(&z[0], &W[0, 0], &a[0], W.shape[0], W.shape[1])
+
+
+cpdef void _row_backprop(floating[:, ::1] W, const floating[::1] a, const floating[::1] d,
+                         floating[::1] d_prev, floating[:, ::1] out, floating scale,
+                         floating beta):
+    """d_prev[i] = <W[i, :], d> (d_prev None: not formed) and out[i, :] = scale a[i] d +
+    beta out[i, :] (out may be W): the one-row backprop of _vrow.h."""
+    cdef Py_ssize_t fan_in = W.shape[0], fan_out = W.shape[1]
+    if (a.shape[0] != fan_in or d.shape[0] != fan_out
+            or (d_prev is not None and d_prev.shape[0] != fan_in)
+            or out.shape[0] != fan_in or out.shape[1] != fan_out):
+        raise ValueError(f"shapes do not match W's ({fan_in}, {fan_out})")
+    if fan_in == 0 or fan_out == 0:
+        return
+    with nogil:
+        row_backprop(&W[0, 0], &a[0], &d[0], &d_prev[0] if d_prev is not None else NULL,
+                     fan_in, fan_out, &out[0, 0], scale, beta)
 
 
 def _update_floor(Network network not None, floating[::1] theta not None, floating[::1] state1,

@@ -51,7 +51,8 @@ from _updates cimport (SGD, MOMENTUM, NESTEROV, UpdateCoefficients, UpdateRule, 
 from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, batch_normaliser,
                        gather_rows, l2_penalty, split_range, get_fpenv, restore_fpenv,
                        tuner_pick, tuner_record, now_seconds)
-from _csr cimport (csr_index, csr_row, visited_row, prefetch_row, add_selected_rows,
+from _csr cimport (csr_index, csr_row, visited_row, prefetch_row, prefetch_visit,
+                   add_selected_rows,
                    sparse_first_layer, PREFETCH_AHEAD, scatter_f64_i32, scatter_f64_i64,
                    scatter_f32_i32, scatter_f32_i64)
 from _batch cimport (Pass, rows_forward, backprop, column_sums, apply_batch_gradient,
@@ -375,6 +376,7 @@ cdef inline int run_sparse_batches(const Net* net, floating* theta, const Data* 
                         gather_rows(<floating*> buf.sw_buf, sw, order + cs, nc, 1)
                     yb = <floating*> buf.y_buf
                     wb = <floating*> buf.sw_buf if sw != NULL else NULL
+                prefetch_visit(Y, k, data, ce)
                 if fused:
                     usable = sparse_pass_threads(net, team, data, cs, nc)
                     ps.n_threads = tuner_pick(team.tuner, usable)

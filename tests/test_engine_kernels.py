@@ -1,6 +1,8 @@
-"""The vector kernels of src/_vmath.h and the Gram block, through the engine's test hooks,
-against the accuracy their comments claim: exp within 2 ulp of the correctly rounded value,
-0 below its cut-off; sigmoid within 3 ulp; the Gram block equal to NumPy's products."""
+"""The vector kernels of src/_vmath.h and src/_vrow.h and the Gram block, through the
+engine's test hooks, against the accuracy their comments claim: exp within 2 ulp of the
+correctly rounded value, 0 below its cut-off; sigmoid within 3 ulp; the Gram block equal to
+NumPy's products; the one-row kernels equal, bit for bit, to the sums in the order they
+state."""
 
 import numpy as np
 import pytest
@@ -93,3 +95,85 @@ def test_gram_block_checks_shapes():
         _engine._gram_block(np.ones((3, 2)), np.ones((3, 2)))
     with pytest.raises(ValueError):
         _engine._gram_block(np.ones((0, 2)), np.ones((0, 0)))
+
+
+# -- the one-row kernels of src/_vrow.h -------------------------------------------------------
+
+ROW_SHAPES = [(1, 1), (3, 2), (5, 4), (7, 7), (9, 8), (128, 10), (6, 13), (4, 33)]
+
+
+def sequential_row_forward(z, W, a):
+    """z + sum_i a_i W[i, :], added one i at a time in the dtype (the order _vrow.h claims)."""
+    out = z.copy()
+    for i in range(W.shape[0]):
+        out = out + a[i] * W[i]
+    return out
+
+
+def lane_dots(W, d):
+    """<W[i, :], d> in _vrow.h's order: lane q sums j = q mod 4 in order, (s0 + s1) + (s2 + s3)."""
+    prod = W * d
+    lanes = np.zeros((W.shape[0], 4), dtype=W.dtype)
+    for j in range(W.shape[1]):
+        lanes[:, j % 4] = lanes[:, j % 4] + prod[:, j]
+    return (lanes[:, 0] + lanes[:, 1]) + (lanes[:, 2] + lanes[:, 3])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("fan_in, fan_out", ROW_SHAPES)
+def test_row_forward_is_the_sum_over_rows_in_order(dtype, fan_in, fan_out):
+    W = RNG.standard_normal((fan_in, fan_out)).astype(dtype)
+    a = RNG.standard_normal(fan_in).astype(dtype)
+    z = RNG.standard_normal(fan_out).astype(dtype)
+    want = sequential_row_forward(z, W, a)
+    in_float64 = z.astype(np.float64) + a.astype(np.float64) @ W.astype(np.float64)
+    _engine._row_forward(z, W, a)
+    np.testing.assert_array_equal(z, want)  # bit for bit: the order is fixed
+    np.testing.assert_allclose(z, in_float64, rtol=1e-4 if dtype == np.float32 else 1e-12,
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("fan_in, fan_out", ROW_SHAPES)
+@pytest.mark.parametrize("beta", [0.0, 1.0, 0.75])
+def test_row_backprop_forms_the_delta_and_the_rank_1_step(dtype, fan_in, fan_out, beta):
+    W = RNG.standard_normal((fan_in, fan_out)).astype(dtype)
+    a = RNG.standard_normal(fan_in).astype(dtype)
+    d = RNG.standard_normal(fan_out).astype(dtype)
+    scale = dtype(-0.125)
+    out = RNG.standard_normal((fan_in, fan_out)).astype(dtype)
+    if beta == 0:
+        out[:] = np.nan  # beta = 0: out is written, never read
+    want_out = (scale * a)[:, None] * d + (dtype(beta) * out if beta != 0 else 0)
+    d_prev = np.full(fan_in, np.nan, dtype=dtype)
+    _engine._row_backprop(W, a, d, d_prev, out, scale, dtype(beta))
+    np.testing.assert_array_equal(d_prev, lane_dots(W, d))
+    np.testing.assert_allclose(d_prev, W.astype(np.float64) @ d,
+                               rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-5)
+    np.testing.assert_array_equal(out, want_out.astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_backprop_in_place_uses_the_weights_before_the_step(dtype):
+    """out = W (the fused SGD step): every delta comes from the old weights."""
+    W = RNG.standard_normal((128, 10)).astype(dtype)
+    a = RNG.standard_normal(128).astype(dtype)
+    d = RNG.standard_normal(10).astype(dtype)
+    old = W.copy()
+    d_prev = np.empty(128, dtype=dtype)
+    _engine._row_backprop(W, a, d, d_prev, W, dtype(-0.5), dtype(1.0))
+    np.testing.assert_array_equal(d_prev, lane_dots(old, d))
+    np.testing.assert_array_equal(W, old + (dtype(-0.5) * a)[:, None] * d)
+    untouched = RNG.standard_normal((3, 4)).astype(dtype)
+    before = untouched.copy()
+    _engine._row_backprop(untouched, np.ones(3, dtype), np.zeros(4, dtype), None, untouched,
+                          dtype(1), dtype(1))  # d_prev None: only the (zero) step
+    np.testing.assert_array_equal(untouched, before)
+
+
+def test_row_kernels_check_shapes():
+    with pytest.raises(ValueError, match="expected"):
+        _engine._row_forward(np.zeros(3), np.zeros((2, 4)), np.zeros(2))
+    with pytest.raises(ValueError, match="do not match"):
+        _engine._row_backprop(np.zeros((2, 3)), np.zeros(2), np.zeros(4), None,
+                              np.zeros((2, 3)), 1.0, 1.0)
