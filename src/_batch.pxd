@@ -26,7 +26,7 @@ from libc.math cimport isfinite
 
 from libc.string cimport memset
 
-from _blas cimport gemm
+from _blas cimport gemm, gemv
 from _activations cimport bias_activation, mul_derivative
 from _losses cimport output_delta, output_delta_rows
 from _csr cimport sparse_first_layer
@@ -51,6 +51,13 @@ cdef extern from "_vrow.h" nogil:
                                                       const float* d, float* d_prev,
                                                       long fan_in, long fan_out, float* out,
                                                       float scale, float beta)
+
+
+# One row through a layer of at most this many weights goes through the kernels of _vrow.h
+# (BLAS's call and packing cost more than the arithmetic there); larger layers through BLAS,
+# whose kernels are faster once the work is large (the one-row kernels sum each output in a
+# fixed order, which is latency-bound on wide layers). 4,096 float64 weights fill L1.
+DEF ONE_ROW_MAX_WEIGHTS = 4096
 
 
 cdef inline void row_forward(floating* z, const floating* W, const floating* a,
@@ -94,8 +101,9 @@ cdef inline void forward_pass(const Net* net, const floating* theta, const float
                               bint whole=True, Py_ssize_t first_layer=0) noexcept nogil:
     """A_l = g_l(A_{l-1} W_l + b_l) for l = 1..L into rows row0.. of acts[l-1]; x is A_0 (n x D).
 
-    ``whole`` says the n rows are the whole pass: only then does a single row go through the one-row kernel
-    (a block of a split pass always uses gemm, as the unsplit pass does). With
+    ``whole`` says the n rows are the whole pass: only then does a single row go through
+    gemv or the one-row kernel of _vrow.h (a block of a split pass always uses gemm, as the
+    unsplit pass does). With
     ``first_layer`` f > 0 the pass starts at layer f + 1 and x is A_f (sparse input forms
     A_1 itself, see _sparse.pxd).
     """
@@ -108,9 +116,11 @@ cdef inline void forward_pass(const Net* net, const floating* theta, const float
         fan_out = net.sizes[l + 1]
         act = net.output if l == net.n_layers - 1 else net.hidden
         a = acts[l] + row0 * fan_out
-        if n == 1 and whole:  # one row: read W once (_vrow.h); gemm would first pack all of it
+        if n == 1 and whole and fan_in * fan_out <= ONE_ROW_MAX_WEIGHTS:
             memset(a, 0, fan_out * sizeof(floating))
             row_forward(a, theta + net.w_off[l], prev, fan_in, fan_out)
+        elif n == 1 and whole:  # one row: gemv reads W once; gemm would first pack all of it
+            gemv(True, fan_in, fan_out, 1, theta + net.w_off[l], fan_out, prev, 0, a)
         else:
             gemm(False, False, n, fan_out, fan_in, 1, prev, fan_in,
                  theta + net.w_off[l], fan_out, 0, a, fan_out)
@@ -173,7 +183,7 @@ cdef inline void backprop(const Net* net, const floating* theta, const floating*
         fan_in = net.sizes[l]
         fan_out = net.sizes[l + 1]
         a_prev = x if l == 0 else acts[l - 1]
-        if n == 1:  # one row: see _vrow.h
+        if n == 1 and fan_in * fan_out <= ONE_ROW_MAX_WEIGHTS:  # see _vrow.h
             row_backprop(theta + net.w_off[l], a_prev, deltas[l],
                          deltas[l - 1] if l > 0 else NULL, fan_in, fan_out,
                          out + net.w_off[l], scale, w_beta)

@@ -79,6 +79,27 @@ def test_loss_and_gradients_match_reference(rng, activation, output_loss):
 
 
 
+@pytest.mark.parametrize("activation,output_loss", list(itertools.product(HIDDEN, OUTPUT_LOSS)))
+@pytest.mark.parametrize("d, hidden, k", [(4, (5, 3), 3), (70, (80,), 13)])
+def test_one_row_matches_reference_and_finite_differences(rng, activation, output_loss, d,
+                                                          hidden, k):
+    """A single row (n = 1) takes its own kernels: _vrow.h for layers of up to 4,096 weights,
+    gemv and gemm above (the 70 x 80 and 80 x 13 layers: one of each)."""
+    output, loss = output_loss
+    X, Y, Ws, bs = smooth_problem(rng, activation, output, n=1, d=d, hidden=hidden, k=k)
+    model = fitted_model(X, Y, Ws, bs, activation, output, loss, alpha=0.3)
+    np.testing.assert_allclose(model.forward(X), ref.forward(Ws, bs, X, activation, output)[-1],
+                               rtol=1e-12, atol=1e-15)
+    assert model.loss(X, Y) == pytest.approx(
+        ref.loss(Ws, bs, X, Y, activation, output, loss, None, 0.3), rel=1e-12)
+    gw, gb = model.gradients(X, Y)
+    rw, rb = ref.gradients(Ws, bs, X, Y, activation, output, loss, None, 0.3)
+    for a, b in zip(gw + gb, rw + rb):  # relative to each array's largest entry: a
+        assert relerr(a, b) < 1e-12        # gradient entry can be a cancellation (L2 term)
+    if d == 4:  # finite differences on the small network (one loss per parameter)
+        assert relerr(flat(gw, gb), numeric_gradient(model, X, Y)) < 1e-6
+
+
 def test_l2_penalty_in_loss_and_gradients(rng):
     X, y = data(rng, n=30)
     model = mlpcore.MLP((5,), alpha=0.5, seed=0)
