@@ -19,20 +19,21 @@
 
 #include <string.h>
 
+#if defined(__GNUC__)
 /* Four lanes of T in registers (GCC/Clang vector extensions: AVX and AVX-512 hold them in one
  * register, SSE2 in two); loads and stores through memcpy, so any alignment will do. */
-#if defined(__GNUC__)
 #define MLPCORE_V4(T) T __attribute__((vector_size(4 * sizeof(T))))
-#endif
+#define MLPCORE_ALWAYS_INLINE static inline __attribute__((always_inline))
 
-#define MLPCORE_ROW_KERNELS(SUFFIX, T)                                                       \
+/* The bodies take fan_out as an argument; the kernels below call them with a constant for
+ * fan_out <= 16 (output layers: a few classes), so that GCC unrolls the loops over a row
+ * and keeps d in registers, and with the variable above that. Same arithmetic either way. */
+#define MLPCORE_ROW_BODIES(SUFFIX, T)                                                        \
     typedef MLPCORE_V4(T) mlpcore_v4_##SUFFIX;                                               \
     /* z[j] += sum_i a[i] W[i, j], summed over i in order for every j: columns j..j+7 (then  \
      * j..j+3, then the last 1-3 one at a time) stay in registers over all of i. */          \
-    MLPCORE_CLONES static void mlpcore_row_forward_##SUFFIX(T *restrict z,                   \
-                                                            const T *restrict W,             \
-                                                            const T *restrict a,             \
-                                                            long fan_in, long fan_out)       \
+    MLPCORE_ALWAYS_INLINE void mlpcore_row_forward_body_##SUFFIX(                            \
+        T *restrict z, const T *restrict W, const T *restrict a, long fan_in, long fan_out)  \
     {                                                                                        \
         typedef mlpcore_v4_##SUFFIX V;                                                       \
         long j = 0;                                                                          \
@@ -68,7 +69,7 @@
     /* out may be W itself (a fused SGD step): row i's dot is formed before it is written,  \
      * so no restrict on W and out. The dot: lane q sums the products of j = q mod 4 in     \
      * order of j, then (s0 + s1) + (s2 + s3). */                                            \
-    MLPCORE_CLONES static void mlpcore_row_backprop_##SUFFIX(                                \
+    MLPCORE_ALWAYS_INLINE void mlpcore_row_backprop_body_##SUFFIX(                           \
         const T *W, const T *restrict a, const T *restrict d, T *restrict d_prev,            \
         long fan_in, long fan_out, T *out, T scale, T beta)                                  \
     {                                                                                        \
@@ -106,6 +107,83 @@
             }                                                                                \
         }                                                                                    \
     }
+
+#define MLPCORE_ROW_CASES(CALL)                                                              \
+    CALL(1) CALL(2) CALL(3) CALL(4) CALL(5) CALL(6) CALL(7) CALL(8) CALL(9) CALL(10)         \
+    CALL(11) CALL(12) CALL(13) CALL(14) CALL(15) CALL(16)
+
+#define MLPCORE_ROW_KERNELS(SUFFIX, T)                                                       \
+    MLPCORE_ROW_BODIES(SUFFIX, T)                                                            \
+    MLPCORE_CLONES static void mlpcore_row_forward_##SUFFIX(T *restrict z,                   \
+                                                            const T *restrict W,             \
+                                                            const T *restrict a,             \
+                                                            long fan_in, long fan_out)       \
+    {                                                                                        \
+        switch (fan_out) {                                                                   \
+        MLPCORE_ROW_CASES(MLPCORE_FORWARD_CASE_##SUFFIX)                                     \
+        default:                                                                             \
+            mlpcore_row_forward_body_##SUFFIX(z, W, a, fan_in, fan_out);                     \
+        }                                                                                    \
+    }                                                                                        \
+    MLPCORE_CLONES static void mlpcore_row_backprop_##SUFFIX(                                \
+        const T *W, const T *restrict a, const T *restrict d, T *restrict d_prev,            \
+        long fan_in, long fan_out, T *out, T scale, T beta)                                  \
+    {                                                                                        \
+        switch (fan_out) {                                                                   \
+        MLPCORE_ROW_CASES(MLPCORE_BACKPROP_CASE_##SUFFIX)                                    \
+        default:                                                                             \
+            mlpcore_row_backprop_body_##SUFFIX(W, a, d, d_prev, fan_in, fan_out, out, scale, \
+                                               beta);                                        \
+        }                                                                                    \
+    }
+
+#define MLPCORE_FORWARD_CASE_f64(K)                                                          \
+    case K:                                                                                  \
+        mlpcore_row_forward_body_f64(z, W, a, fan_in, K);                                    \
+        return;
+#define MLPCORE_FORWARD_CASE_f32(K)                                                          \
+    case K:                                                                                  \
+        mlpcore_row_forward_body_f32(z, W, a, fan_in, K);                                    \
+        return;
+#define MLPCORE_BACKPROP_CASE_f64(K)                                                         \
+    case K:                                                                                  \
+        mlpcore_row_backprop_body_f64(W, a, d, d_prev, fan_in, K, out, scale, beta);         \
+        return;
+#define MLPCORE_BACKPROP_CASE_f32(K)                                                         \
+    case K:                                                                                  \
+        mlpcore_row_backprop_body_f32(W, a, d, d_prev, fan_in, K, out, scale, beta);         \
+        return;
+
+#else /* no vector extensions: the same sums, in the same order, one lane at a time */
+
+#define MLPCORE_ROW_KERNELS(SUFFIX, T)                                                       \
+    static void mlpcore_row_forward_##SUFFIX(T *restrict z, const T *restrict W,             \
+                                             const T *restrict a, long fan_in, long fan_out) \
+    {                                                                                        \
+        for (long i = 0; i < fan_in; i++)                                                    \
+            for (long j = 0; j < fan_out; j++)                                               \
+                z[j] = z[j] + a[i] * W[i * fan_out + j];                                     \
+    }                                                                                        \
+    static void mlpcore_row_backprop_##SUFFIX(const T *W, const T *restrict a,               \
+                                              const T *restrict d, T *restrict d_prev,       \
+                                              long fan_in, long fan_out, T *out, T scale,    \
+                                              T beta)                                        \
+    {                                                                                        \
+        for (long i = 0; i < fan_in; i++) {                                                  \
+            const T *w = W + i * fan_out;                                                    \
+            T *o = out + i * fan_out;                                                        \
+            if (d_prev) {                                                                    \
+                T s[4] = {0, 0, 0, 0};                                                       \
+                for (long j = 0; j < fan_out; j++)                                           \
+                    s[j % 4] = s[j % 4] + w[j] * d[j];                                       \
+                d_prev[i] = (s[0] + s[1]) + (s[2] + s[3]);                                   \
+            }                                                                                \
+            const T c = scale * a[i];                                                        \
+            for (long j = 0; j < fan_out; j++)                                               \
+                o[j] = beta == 0 ? c * d[j] : (beta == 1 ? o[j] : beta * o[j]) + c * d[j];   \
+        }                                                                                    \
+    }
+#endif
 
 MLPCORE_ROW_KERNELS(f64, double)
 MLPCORE_ROW_KERNELS(f32, float)
