@@ -23,7 +23,6 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport isfinite
-
 from libc.string cimport memset
 
 from _blas cimport gemm, gemv
@@ -38,7 +37,8 @@ from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, batch
 cdef extern from "_vrow.h" nogil:
     # One row through a dense layer, each row of W read once (built per CPU level):
     #   forward   z += sum_i a_i W[i, :]
-    #   backprop  d_prev[i] = <W[i, :], d> (d_prev may be NULL); out[i, :] = scale a_i d + beta out[i, :]
+    #   backprop  d_prev[i] = <W[i, :], d> (d_prev may be NULL),
+    #             out[i, :] = scale a_i d + beta out[i, :]
     void row_forward_f64 "mlpcore_row_forward_f64" (double* z, const double* W,
                                                     const double* a, long fan_in, long fan_out)
     void row_forward_f32 "mlpcore_row_forward_f32" (float* z, const float* W, const float* a,

@@ -61,16 +61,19 @@ cdef inline Py_ssize_t visited_row(const Data* data, Py_ssize_t position) noexce
     return data.order[position] if data.order != NULL else position
 
 
+cdef inline void prefetch_bytes(const char* p, Py_ssize_t size) noexcept nogil:
+    """Ask for the ``size`` bytes at p to be brought into cache."""
+    cdef Py_ssize_t b = 0
+    while b < size:
+        prefetch(p + b)
+        b += LINE
+
+
 cdef inline void prefetch_row(const floating* W, Py_ssize_t m, const csr_index* idx,
                               Py_ssize_t e, Py_ssize_t nnz) noexcept nogil:
     """Ask for row idx[e] of W (m columns) to be brought into cache, if e < nnz."""
-    cdef Py_ssize_t b = 0
-    cdef const char* row
     if e < nnz:
-        row = <const char*> (W + idx[e] * m)
-        while b < m * <Py_ssize_t> sizeof(floating):
-            prefetch(row + b)
-            b += LINE
+        prefetch_bytes(<const char*> (W + idx[e] * m), m * <Py_ssize_t> sizeof(floating))
 
 
 cdef inline void prefetch_visit(const floating* y, Py_ssize_t k, const Data* data,
@@ -88,13 +91,6 @@ cdef inline void prefetch_visit(const floating* y, Py_ssize_t k, const Data* dat
     prefetch_bytes(<const char*> ((<const floating*> data.X) + lo),
                    (hi - lo) * <Py_ssize_t> sizeof(floating))
     prefetch_bytes(<const char*> (y + r * k), k * <Py_ssize_t> sizeof(floating))
-
-
-cdef inline void prefetch_bytes(const char* p, Py_ssize_t size) noexcept nogil:
-    cdef Py_ssize_t b = 0
-    while b < size:
-        prefetch(p + b)
-        b += LINE
 
 
 cdef inline void add_selected_rows(floating* z, const floating* W, Py_ssize_t m,

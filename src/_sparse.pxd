@@ -52,9 +52,8 @@ from _network cimport (Net, Data, Buffers, Progress, Team, DONE, DIVERGED, batch
                        gather_rows, l2_penalty, split_range, get_fpenv, restore_fpenv,
                        tuner_pick, tuner_record, now_seconds)
 from _csr cimport (csr_index, csr_row, visited_row, prefetch_row, prefetch_visit,
-                   add_selected_rows,
-                   sparse_first_layer, PREFETCH_AHEAD, scatter_f64_i32, scatter_f64_i64,
-                   scatter_f32_i32, scatter_f32_i64)
+                   add_selected_rows, sparse_first_layer, PREFETCH_AHEAD, scatter_f64_i32,
+                   scatter_f64_i64, scatter_f32_i32, scatter_f32_i64)
 from _batch cimport (Pass, rows_forward, backprop, column_sums, apply_batch_gradient,
                      gradient_phase, parallel_rows)
 
