@@ -187,16 +187,14 @@ cdef inline void backprop(const Net* net, const floating* theta, const floating*
             row_backprop(theta + net.w_off[l], a_prev, deltas[l],
                          deltas[l - 1] if l > 0 else NULL, fan_in, fan_out,
                          out + net.w_off[l], scale, w_beta)
+        else:
             if l > 0:
-                mul_derivative(deltas[l - 1], acts[l - 1], fan_in, net.hidden)
-            column_sums(out + net.b_off[l], deltas[l], 1, fan_out, scale, b_beta)
-            continue
-        if l > 0:
-            gemm(False, True, n, fan_in, fan_out, 1, deltas[l], fan_out,
-                 theta + net.w_off[l], fan_out, 0, deltas[l - 1], fan_in)
+                gemm(False, True, n, fan_in, fan_out, 1, deltas[l], fan_out,
+                     theta + net.w_off[l], fan_out, 0, deltas[l - 1], fan_in)
+            gemm(True, False, fan_in, fan_out, n, scale, a_prev, fan_in, deltas[l], fan_out,
+                 w_beta, out + net.w_off[l], fan_out)
+        if l > 0:  # (the weight gradient above reads delta_l, not delta_{l-1})
             mul_derivative(deltas[l - 1], acts[l - 1], n * fan_in, net.hidden)
-        gemm(True, False, fan_in, fan_out, n, scale, a_prev, fan_in, deltas[l], fan_out,
-             w_beta, out + net.w_off[l], fan_out)
         column_sums(out + net.b_off[l], deltas[l], n, fan_out, scale, b_beta)
 
 

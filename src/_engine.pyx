@@ -27,6 +27,7 @@ from _network cimport (Net, Data, Buffers, Progress, Team, Tuner, DONE, DIVERGED
 from _batch cimport (add_weight_decay, pass_gradient, pass_threads, rows_forward,
                      run_batches, row_forward, row_backprop)
 from _per_sample cimport run_samples, run_samples_blocked, HIDDEN_CHUNK as _HIDDEN_CHUNK
+from _csr cimport csr_index
 from _sparse cimport (ScaledFirstLayer, LazyRows, sparse_chunk_gradient,
                       sparse_pass_threads, fold_scale, lazy_reset,
                       catch_up_all, run_sparse_batches)
@@ -435,12 +436,7 @@ cdef inline double _machine_eps(floating dummy) noexcept nogil:
         return 2.220446049250313e-16
 
 
-ctypedef fused csr_index_t:
-    int
-    Py_ssize_t
-
-
-cdef Py_ssize_t _csr_problem(const csr_index_t* indptr, const csr_index_t* indices,
+cdef Py_ssize_t _csr_problem(const csr_index* indptr, const csr_index* indices,
                              Py_ssize_t n, Py_ssize_t d, Py_ssize_t nnz) noexcept nogil:
     """-1 if the CSR structure is sound (row pointers from 0, non-decreasing, within the
     nnz entries; every column index in 0..d-1); else the first row at fault."""
@@ -454,6 +450,23 @@ cdef Py_ssize_t _csr_problem(const csr_index_t* indptr, const csr_index_t* indic
             if indices[e] < 0 or indices[e] >= d:
                 return i
     return -1
+
+
+cdef Py_ssize_t _point_at_csr(Data* data, const csr_index[::1] indptr,
+                              const csr_index[::1] indices, Py_ssize_t n, Py_ssize_t d,
+                              Py_ssize_t nnz) except -2:
+    """Point ``data`` at a CSR matrix's row pointers and column indices (int32 or intp) once
+    their lengths are checked; returns _csr_problem's verdict on the structure."""
+    cdef Py_ssize_t bad
+    if indptr.shape[0] != n + 1 or indices.shape[0] < nnz:
+        raise ValueError("X is not a valid CSR matrix: indptr must have n_rows + 1 entries "
+                         "and indices one per value")
+    with nogil:
+        bad = _csr_problem(&indptr[0], &indices[0] if nnz > 0 else NULL, n, d, nnz)
+    data.indptr = &indptr[0]
+    data.indices = &indices[0] if nnz > 0 else NULL
+    data.index64 = csr_index is Py_ssize_t
+    return bad
 
 
 def is_sparse_rows(X):
@@ -489,29 +502,16 @@ cdef object _point_at_rows(Data* data, object X, floating dummy):
     values = values_array
     nnz = values.shape[0]
     if X.indptr.dtype == np.int32 and X.indices.dtype == np.int32:
+        keep = (values_array, X.indptr, X.indices)
         ptr32 = X.indptr
         idx32 = X.indices
-        keep = (values_array, X.indptr, X.indices)
-        if ptr32.shape[0] != n + 1 or idx32.shape[0] < nnz:
-            raise ValueError("X is not a valid CSR matrix: indptr must have n_rows + 1 entries "
-                             "and indices one per value")
-        with nogil:
-            bad = _csr_problem(&ptr32[0], &idx32[0] if nnz > 0 else NULL, n, d, nnz)
-        data.indptr = &ptr32[0]
-        data.indices = &idx32[0] if nnz > 0 else NULL
+        bad = _point_at_csr(data, ptr32, idx32, n, d, nnz)
     else:
         keep = (values_array, np.ascontiguousarray(X.indptr, dtype=np.intp),
                 np.ascontiguousarray(X.indices, dtype=np.intp))
         ptr64 = keep[1]
         idx64 = keep[2]
-        if ptr64.shape[0] != n + 1 or idx64.shape[0] < nnz:
-            raise ValueError("X is not a valid CSR matrix: indptr must have n_rows + 1 entries "
-                             "and indices one per value")
-        with nogil:
-            bad = _csr_problem(&ptr64[0], &idx64[0] if nnz > 0 else NULL, n, d, nnz)
-        data.indptr = &ptr64[0]
-        data.indices = &idx64[0] if nnz > 0 else NULL
-        data.index64 = True
+        bad = _point_at_csr(data, ptr64, idx64, n, d, nnz)
     if bad >= 0:
         raise ValueError(f"X is not a valid CSR matrix (row {bad}: row pointers must start "
                          f"at 0 and not decrease, column indices must lie in 0..{d - 1})")

@@ -108,9 +108,19 @@
         }                                                                                    \
     }
 
-#define MLPCORE_ROW_CASES(CALL)                                                              \
-    CALL(1) CALL(2) CALL(3) CALL(4) CALL(5) CALL(6) CALL(7) CALL(8) CALL(9) CALL(10)         \
-    CALL(11) CALL(12) CALL(13) CALL(14) CALL(15) CALL(16)
+#define MLPCORE_ROW_CASES(CASE, SUFFIX)                                                      \
+    CASE(SUFFIX, 1) CASE(SUFFIX, 2) CASE(SUFFIX, 3) CASE(SUFFIX, 4) CASE(SUFFIX, 5)          \
+    CASE(SUFFIX, 6) CASE(SUFFIX, 7) CASE(SUFFIX, 8) CASE(SUFFIX, 9) CASE(SUFFIX, 10)         \
+    CASE(SUFFIX, 11) CASE(SUFFIX, 12) CASE(SUFFIX, 13) CASE(SUFFIX, 14) CASE(SUFFIX, 15)     \
+    CASE(SUFFIX, 16)
+#define MLPCORE_FORWARD_CASE(SUFFIX, K)                                                      \
+    case K:                                                                                  \
+        mlpcore_row_forward_body_##SUFFIX(z, W, a, fan_in, K);                               \
+        return;
+#define MLPCORE_BACKPROP_CASE(SUFFIX, K)                                                     \
+    case K:                                                                                  \
+        mlpcore_row_backprop_body_##SUFFIX(W, a, d, d_prev, fan_in, K, out, scale, beta);    \
+        return;
 
 #define MLPCORE_ROW_KERNELS(SUFFIX, T)                                                       \
     MLPCORE_ROW_BODIES(SUFFIX, T)                                                            \
@@ -120,7 +130,7 @@
                                                             long fan_in, long fan_out)       \
     {                                                                                        \
         switch (fan_out) {                                                                   \
-        MLPCORE_ROW_CASES(MLPCORE_FORWARD_CASE_##SUFFIX)                                     \
+        MLPCORE_ROW_CASES(MLPCORE_FORWARD_CASE, SUFFIX)                                      \
         default:                                                                             \
             mlpcore_row_forward_body_##SUFFIX(z, W, a, fan_in, fan_out);                     \
         }                                                                                    \
@@ -130,29 +140,12 @@
         long fan_in, long fan_out, T *out, T scale, T beta)                                  \
     {                                                                                        \
         switch (fan_out) {                                                                   \
-        MLPCORE_ROW_CASES(MLPCORE_BACKPROP_CASE_##SUFFIX)                                    \
+        MLPCORE_ROW_CASES(MLPCORE_BACKPROP_CASE, SUFFIX)                                     \
         default:                                                                             \
             mlpcore_row_backprop_body_##SUFFIX(W, a, d, d_prev, fan_in, fan_out, out, scale, \
                                                beta);                                        \
         }                                                                                    \
     }
-
-#define MLPCORE_FORWARD_CASE_f64(K)                                                          \
-    case K:                                                                                  \
-        mlpcore_row_forward_body_f64(z, W, a, fan_in, K);                                    \
-        return;
-#define MLPCORE_FORWARD_CASE_f32(K)                                                          \
-    case K:                                                                                  \
-        mlpcore_row_forward_body_f32(z, W, a, fan_in, K);                                    \
-        return;
-#define MLPCORE_BACKPROP_CASE_f64(K)                                                         \
-    case K:                                                                                  \
-        mlpcore_row_backprop_body_f64(W, a, d, d_prev, fan_in, K, out, scale, beta);         \
-        return;
-#define MLPCORE_BACKPROP_CASE_f32(K)                                                         \
-    case K:                                                                                  \
-        mlpcore_row_backprop_body_f32(W, a, d, d_prev, fan_in, K, out, scale, beta);         \
-        return;
 
 #else /* no vector extensions: the same sums, in the same order, one lane at a time */
 

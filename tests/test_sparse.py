@@ -285,14 +285,17 @@ def test_engine_refuses_a_malformed_csr_instead_of_reading_out_of_bounds(data):
     X, y, Xs = data
     model = mlpcore.fit(X, y, hidden=(4,), epochs=1)
     out = np.empty((N, K))
-    for field, value in (("indices", D), ("indices", -1), ("indptr", None)):
-        bad = Xs.copy()
-        if field == "indices":
-            bad.indices[10] = value
-        else:
-            bad.indptr[5] = bad.indptr[6] + 1  # a row pointer going backwards
-        with pytest.raises(ValueError, match=r"not a valid CSR matrix"):
-            _engine.forward(model._network, model._theta, bad, out)
+    for index_dtype in (np.int32, np.int64):  # each index width has its own pointers
+        for field, value in (("indices", D), ("indices", -1), ("indptr", None)):
+            bad = Xs.copy()
+            bad.indices = bad.indices.astype(index_dtype)
+            bad.indptr = bad.indptr.astype(index_dtype)
+            if field == "indices":
+                bad.indices[10] = value
+            else:
+                bad.indptr[5] = bad.indptr[6] + 1  # a row pointer going backwards
+            with pytest.raises(ValueError, match=r"not a valid CSR matrix"):
+                _engine.forward(model._network, model._theta, bad, out)
     with pytest.raises(ValueError, match=r"dtype float32"):
         _engine.forward(model._network, model._theta, Xs.astype(np.float32), out)
     dense_only = _engine.Workspace(model._network, 8, np.float64, True)
